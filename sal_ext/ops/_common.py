@@ -1,0 +1,145 @@
+"""What every op front shares: input checks, backend choice, pointers and streams.
+
+Every kernel call goes through these checks first: the C++ side never sees an unchecked
+pointer. Bad input raises ValueError/TypeError with a message that names the argument.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+from .. import _ext
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.int64: 2, torch.int32: 3, torch.uint8: 4}
+BACKENDS = ("auto", "kernel", "torch")
+
+
+def dtype_code(t: torch.Tensor) -> int:
+    return DTYPE_CODES[t.dtype]
+
+
+def ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def stream_of(t: torch.Tensor) -> int:
+    """Integer handle of torch's current CUDA stream on t's device (0 on CPU)."""
+    if t.device.type != "cuda":
+        return 0
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def device_index(t: torch.Tensor) -> int:
+    if t.device.type != "cuda":
+        return -1
+    return t.device.index if t.device.index is not None else torch.cuda.current_device()
+
+
+def check_tensor(
+    t,
+    name: str,
+    op: str,
+    *,
+    ndim: Optional[int | Sequence[int]] = None,
+    dtypes: Optional[Iterable[torch.dtype]] = None,
+    device: Optional[torch.device] = None,
+    contiguous: bool = True,
+) -> torch.Tensor:
+    """Checks one tensor argument; returns it. Raises TypeError/ValueError naming `name`."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.dim() not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{op}: `{name}` must have {want} dimensions, got shape {tuple(t.shape)}")
+    if dtypes is not None:
+        dtypes = tuple(dtypes)
+        if t.dtype not in dtypes:
+            names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+            raise TypeError(f"{op}: `{name}` must have dtype {names}, got {str(t.dtype).replace('torch.', '')}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{op}: `{name}` is on {t.device}, expected {device} (all inputs on one device)")
+    if contiguous and not t.is_contiguous():
+        raise ValueError(f"{op}: `{name}` must be contiguous (call .contiguous() first)")
+    return t
+
+
+def check_same_dtype(op: str, **tensors: torch.Tensor) -> None:
+    items = [(k, v) for k, v in tensors.items() if v is not None]
+    if not items:
+        return
+    d0 = items[0][1].dtype
+    for k, v in items[1:]:
+        if v.dtype != d0:
+            raise TypeError(f"{op}: `{k}` has dtype {v.dtype}, expected {d0} like `{items[0][0]}`")
+
+
+def check_finite(t: torch.Tensor, name: str, op: str) -> None:
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+
+
+def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device) -> Optional[torch.Tensor]:
+    """Checks per-video lengths [B] (ints in 1..max_len); returns them as int64 contiguous."""
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
+        raise TypeError(f"{op}: `{name}` must be an integer tensor, got {lengths.dtype}")
+    if lengths.dim() != 1 or lengths.shape[0] != batch:
+        raise ValueError(f"{op}: `{name}` must have shape [{batch}], got {tuple(lengths.shape)}")
+    if lengths.device != device:
+        lengths = lengths.to(device)
+    if lengths.numel():
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1:
+            raise ValueError(f"{op}: `{name}` must be >= 1, got {lo}")
+        if hi > max_len:
+            raise ValueError(f"{op}: `{name}` must be <= {max_len} (the time dimension), got {hi}")
+    return lengths.to(torch.int64).contiguous()
+
+
+def default_backend() -> str:
+    b = os.environ.get("SAL_EXT_BACKEND", "auto").strip().lower() or "auto"
+    if b not in BACKENDS:
+        raise ValueError(f"SAL_EXT_BACKEND must be one of {BACKENDS}, got {b!r}")
+    return b
+
+
+def use_kernel(op: str, kernel_name: str, device: torch.device, backend: Optional[str]) -> bool:
+    """Decides kernel vs torch fallback. backend: "auto" | "kernel" | "torch" | None (env default).
+
+    "kernel" raises RuntimeError when no kernel was built for the device; "auto" falls back.
+    """
+    backend = default_backend() if backend is None else backend
+    if backend not in BACKENDS:
+        raise ValueError(f"{op}: `backend` must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return False
+    has = _ext.kernel(kernel_name, device.type) is not None
+    if backend == "kernel" and not has:
+        why = f" ({_ext.import_error()})" if _ext.import_error() else ""
+        raise RuntimeError(f"{op}: no {device.type} kernel was built{why}; use backend='torch'")
+    return has
+
+
+def call(kernel_name: str, device_type: str, *args):
+    return _ext.kernel(kernel_name, device_type)(*args)
+
+
+def backends() -> dict:
+    """What was built: {"cpu": bool, "cuda": bool, "cuda_device": bool, "ops": [...], ...}."""
+    C = _ext._C
+    return {
+        "cpu": _ext.available(),
+        "cuda": _ext.cuda_available(),
+        "cuda_device": torch.cuda.is_available(),
+        "ops": list(C.ops) if C is not None else [],
+        "threads": C.get_num_threads() if C is not None else 0,
+        "import_error": str(_ext.import_error()) if _ext.import_error() else None,
+    }

@@ -1,0 +1,122 @@
+"""Segment mix-up (the AAL branch of SAL) and its target helper.
+
+``segment_mixup(x)`` sums every video with the previous video of the batch,
+``x + roll(x, 1, dim=0)``, as the reference does; ``mix_targets`` builds the matching
+pseudo-label targets. Differentiable; the backward is the same kernel with the shift negated.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import _common as C
+
+_OP = "segment_mixup"
+
+
+@torch.library.custom_op("sal_ext::segment_mixup", mutates_args=())
+def _mixup_kernel(x: torch.Tensor, shift: int, a: float, c: float) -> torch.Tensor:
+    out = torch.empty_like(x)
+    B = x.shape[0]
+    inner = x.numel() // B if B else 0
+    args = (C.ptr(x), C.ptr(out), B, inner, shift, a, c, C.dtype_code(x))
+    if x.device.type == "cuda":
+        args += (C.device_index(x), C.stream_of(x))
+    C.call("segment_mixup", x.device.type, *args)
+    return out
+
+
+@_mixup_kernel.register_fake
+def _(x, shift, a, c):
+    return torch.empty_like(x)
+
+
+def _mixup_backward(ctx, grad):
+    # d/dx of a*x[b] + c*x[b-shift]: a*g[b] + c*g[b+shift]
+    return _mixup_kernel(grad.contiguous(), -ctx.shift, ctx.a, ctx.c), None, None, None
+
+
+def _mixup_setup(ctx, inputs, output):
+    _, ctx.shift, ctx.a, ctx.c = inputs
+
+
+_mixup_kernel.register_autograd(_mixup_backward, setup_context=_mixup_setup)
+
+
+def _check_x(x, op):
+    C.check_tensor(x, "x", op, dtypes=C.FLOAT_DTYPES)
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(f"{op}: `x` must have a batch dimension of size >= 1, got shape {tuple(x.shape)}")
+
+
+def segment_mixup(
+    x: torch.Tensor, shift: int = 1, weight: Optional[float] = None, *, backend: Optional[str] = None
+) -> torch.Tensor:
+    """Mixes each video with the one ``shift`` places before it in the batch.
+
+    Args:
+        x: [B, ...] float32/float64, contiguous.
+        shift: roll offset along the batch dimension (1 in the reference).
+        weight: None for the reference sum ``x + roll(x, shift, 0)``; a float w for the
+            convex mix ``w * x + (1 - w) * roll(x, shift, 0)``.
+        backend: "auto" (default, or SAL_EXT_BACKEND), "kernel" or "torch".
+
+    Returns:
+        Tensor shaped like x. Differentiable w.r.t. x.
+    """
+    _check_x(x, _OP)
+    if not isinstance(shift, int) or isinstance(shift, bool):
+        raise TypeError(f"{_OP}: `shift` must be an int, got {type(shift).__name__}")
+    if weight is None:
+        a, c = 1.0, 1.0
+    else:
+        weight = float(weight)
+        a, c = weight, 1.0 - weight
+    if not C.use_kernel(_OP, "segment_mixup", x.device, backend):
+        return mixup_reference(x, shift, weight)
+    return _mixup_kernel(x, shift, a, c)
+
+
+def mixup_reference(x: torch.Tensor, shift: int = 1, weight: Optional[float] = None) -> torch.Tensor:
+    """Pure-torch segment_mixup (the fallback and the test oracle)."""
+    rolled = torch.roll(x, shift, 0)
+    if weight is None:
+        return x + rolled
+    return weight * x + (1.0 - weight) * rolled
+
+
+def mix_targets(
+    g: torch.Tensor, m: torch.Tensor, shift: int = 1, *, backend: Optional[str] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Targets for the mixed actionness: ``(1[g + roll(g) >= 1], (m + roll(m)) / 2)``.
+
+    Args:
+        g: [B, ...] pseudo labels in {0, 1} (float32/float64).
+        m: mask shaped like g, same dtype.
+    Returns:
+        (g_aug, m_aug) shaped like g. No gradient flows (the reference detaches both).
+    """
+    op = "mix_targets"
+    _check_x(g, op)
+    C.check_tensor(m, "m", op, dtypes=C.FLOAT_DTYPES, device=g.device)
+    C.check_same_dtype(op, g=g, m=m)
+    if m.shape != g.shape:
+        raise ValueError(f"{op}: `m` must have the shape of `g` {tuple(g.shape)}, got {tuple(m.shape)}")
+    g, m = g.detach(), m.detach()
+    if not C.use_kernel(op, "mix_targets", g.device, backend):
+        return mix_targets_reference(g, m, shift)
+    g_out, m_out = torch.empty_like(g), torch.empty_like(m)
+    B = g.shape[0]
+    args = (C.ptr(g), C.ptr(m), C.ptr(g_out), C.ptr(m_out), B, g.numel() // B, shift, C.dtype_code(g))
+    if g.device.type == "cuda":
+        args += (C.device_index(g), C.stream_of(g))
+    C.call("mix_targets", g.device.type, *args)
+    return g_out, m_out
+
+
+def mix_targets_reference(g: torch.Tensor, m: torch.Tensor, shift: int = 1):
+    """Pure-torch mix_targets (the fallback and the test oracle)."""
+    g_aug = ((g + torch.roll(g, shift, 0)) >= 1).to(g.dtype)
+    m_aug = (m + torch.roll(m, shift, 0)) / 2
+    return g_aug, m_aug
