@@ -275,3 +275,14 @@ def test_average_recall_hand_case():
     # a lower threshold lets [0, 4] (tIoU 0.4) recall v2's [0, 10]
     res = ev.average_recall_vs_proposals(gt, props, max_avg_nr_proposals=2.5, tiou_thresholds=[0.4])
     assert res["recall"][0][66] == pytest.approx(1.0)  # f = 0.67: v1 keeps 1, v2 keeps 2
+
+
+def test_fast_and_checked_parsers_agree():
+    gt, pred = _random_files(4)
+    a = ev.detection_map(gt, pred)
+    first = next(iter(pred["results"].values()))
+    first[0]["score"] = np.float64(first[0]["score"])  # not a plain float: the item-by-item parser
+    with pytest.raises(ev._SlowPath):
+        ev._fast_predictions(pred["results"], {}, {}, True)
+    b = ev.detection_map(gt, pred)
+    assert a["mAP"] == b["mAP"] and a["num_pred"] == b["num_pred"]

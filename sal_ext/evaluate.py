@@ -49,6 +49,7 @@ import math
 import os
 import sys
 import warnings
+from itertools import chain
 from numbers import Real
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -151,6 +152,73 @@ def load_ground_truth(gt: JsonLike, subset: Optional[str] = None):
             np.asarray(segs, np.float64).reshape(-1, 2))
 
 
+class _SlowPath(Exception):
+    """The fast parser met something unusual: the checking parser finds and names it."""
+
+
+def _fast_predictions(res, vmap, cmap, with_labels):
+    """Vectorised parse of well-formed predictions (the common case); _SlowPath otherwise."""
+    counts, vids = [], []
+    for vid, items in res.items():
+        if type(items) is not list:
+            raise _SlowPath
+        counts.append(len(items))
+        vids.append(vmap.get(vid, -1))
+    flat = [it for items in res.values() for it in items]
+    try:
+        scores = [it["score"] for it in flat]
+        segs = [it["segment"] for it in flat]
+        labels = [it["label"] for it in flat] if with_labels else None
+    except (KeyError, TypeError, IndexError):
+        raise _SlowPath from None
+    if not set(map(type, scores)) <= {float, int} or not set(map(type, segs)) <= {list, tuple}:
+        raise _SlowPath
+    if flat and (set(map(len, segs)) != {2} or not set(map(type, chain.from_iterable(segs))) <= {float, int}):
+        raise _SlowPath
+    score = np.asarray(scores, dtype=np.float64)
+    seg = np.asarray(segs, dtype=np.float64).reshape(-1, 2)
+    if np.isnan(score).any() or not np.isfinite(seg).all() or (seg[:, 1] < seg[:, 0]).any():
+        raise _SlowPath
+    if with_labels:
+        if not set(map(type, labels)) <= {str, int}:
+            raise _SlowPath
+        lab = np.asarray([cmap.get(x, -1) for x in labels], dtype=np.int64)
+    else:
+        lab = np.zeros(len(flat), np.int64)
+    vid = np.repeat(np.asarray(vids, np.int64), counts)
+    return vid, lab, score, seg, labels
+
+
+def _checked_predictions(res, vmap, cmap, with_labels, what):
+    """Item-by-item parse that raises ValueError naming the video, entry and field."""
+    vidx, lidx, scores, segs, labels = [], [], [], [], []
+    for vid, items in res.items():
+        if not isinstance(items, list):
+            raise ValueError(f"{what} video {vid!r}: must be a list of predictions")
+        for k, item in enumerate(items):
+            where = f"{what} video {vid!r}, entry {k}"
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}: must be an object")
+            fields = ("label", "score", "segment") if with_labels else ("score", "segment")
+            for field in fields:
+                if field not in item:
+                    raise ValueError(f"{where}: missing field `{field}`")
+            score = _number(item["score"], where, "score")
+            if math.isnan(score):
+                raise ValueError(f"{where}: `score` is NaN")
+            segs.append(_segment(item["segment"], where))
+            scores.append(score)
+            vidx.append(vmap.get(vid, -1))
+            if with_labels:
+                lab = _label(item["label"], where)
+                labels.append(lab)
+                lidx.append(cmap.get(lab, -1))
+            else:
+                lidx.append(0)
+    return (np.asarray(vidx, np.int64), np.asarray(lidx, np.int64), np.asarray(scores, np.float64),
+            np.asarray(segs, np.float64).reshape(-1, 2), labels)
+
+
 def load_predictions(pred: JsonLike, videos: Sequence[str], classes: Sequence[Any], *,
                      with_labels: bool = True, what: str = "predictions"):
     """Parses a prediction file/dict against the ground truth's videos and classes.
@@ -166,51 +234,24 @@ def load_predictions(pred: JsonLike, videos: Sequence[str], classes: Sequence[An
         raise ValueError(f"{what}: `results` must be an object {{video: [...]}}")
     vmap = {v: i for i, v in enumerate(videos)}
     cmap = {c: i for i, c in enumerate(classes)}
-    vidx, lidx, scores, segs = [], [], [], []
-    unknown_videos, unknown_labels, dropped_v, dropped_l = [], {}, 0, 0
-    for vid, items in res.items():
-        if not isinstance(items, list):
-            raise ValueError(f"{what} video {vid!r}: must be a list of predictions")
-        n = vmap.get(vid)
-        for k, item in enumerate(items):
-            where = f"{what} video {vid!r}, entry {k}"
-            if not isinstance(item, dict):
-                raise ValueError(f"{where}: must be an object")
-            fields = ("label", "score", "segment") if with_labels else ("score", "segment")
-            for field in fields:
-                if field not in item:
-                    raise ValueError(f"{where}: missing field `{field}`")
-            score = _number(item["score"], where, "score")
-            if math.isnan(score):
-                raise ValueError(f"{where}: `score` is NaN")
-            seg = _segment(item["segment"], where)
-            c = 0
-            if with_labels:
-                lab = _label(item["label"], where)
-                c = cmap.get(lab)
-            if n is None:
-                dropped_v += 1
-                continue
-            if c is None:
-                dropped_l += 1
-                unknown_labels[lab] = unknown_labels.get(lab, 0) + 1
-                continue
-            vidx.append(n)
-            lidx.append(c)
-            scores.append(score)
-            segs.append(seg)
-        if n is None:
-            unknown_videos.append(vid)
+    try:
+        vid, lab, score, seg, labels = _fast_predictions(res, vmap, cmap, with_labels)
+    except _SlowPath:
+        vid, lab, score, seg, labels = _checked_predictions(res, vmap, cmap, with_labels, what)
+    keep = vid >= 0
+    unknown_videos = [v for v in res if v not in vmap]
     if unknown_videos:
         shown = ", ".join(repr(v) for v in unknown_videos[:5]) + (", ..." if len(unknown_videos) > 5 else "")
         warnings.warn(f"{what}: {len(unknown_videos)} video(s) not in the ground-truth subset ({shown}); "
-                      f"their {dropped_v} prediction(s) are ignored", stacklevel=3)
-    if unknown_labels:
-        shown = ", ".join(repr(k) for k in list(unknown_labels)[:5]) + (", ..." if len(unknown_labels) > 5 else "")
-        warnings.warn(f"{what}: {len(unknown_labels)} label(s) absent from the ground truth ({shown}); "
-                      f"their {dropped_l} prediction(s) are ignored", stacklevel=3)
-    return (np.asarray(vidx, np.int64), np.asarray(lidx, np.int64), np.asarray(scores, np.float64),
-            np.asarray(segs, np.float64).reshape(-1, 2))
+                      f"their {int((~keep).sum())} prediction(s) are ignored", stacklevel=3)
+    bad_label = keep & (lab < 0)
+    if bad_label.any():
+        unknown = list(dict.fromkeys(labels[i] for i in np.flatnonzero(bad_label)))
+        shown = ", ".join(repr(k) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        warnings.warn(f"{what}: {len(unknown)} label(s) absent from the ground truth ({shown}); "
+                      f"their {int(bad_label.sum())} prediction(s) are ignored", stacklevel=3)
+    keep &= lab >= 0
+    return vid[keep], lab[keep], score[keep], seg[keep]
 
 
 # --------------------------------------------------------------------------- thresholds

@@ -32,6 +32,20 @@ static void bucket_by_label(const int64_t* label, int64_t n, int64_t C, std::vec
   for (int64_t i = 0; i < n; ++i) order[fill[label[i]]++] = i;
 }
 
+namespace {
+struct ScoreIdx {
+  double score;
+  int64_t idx;
+};
+// Matching candidates of one class: for the k-th prediction (score order), the ground truths
+// of its video (class-local positions, input order) and their tIoU, as CSR rows.
+struct ClassWork {
+  std::vector<int64_t> offset;  // [n_pred + 1]
+  std::vector<int32_t> gt_pos;
+  std::vector<double> iou;
+};
+}  // namespace
+
 void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, ptr_t pred_seg_,
                       int64_t P, ptr_t gt_video_, ptr_t gt_label_, ptr_t gt_seg_, int64_t G,
                       ptr_t thr_, int64_t T, int64_t C, ptr_t ap_) {
@@ -45,31 +59,61 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
   const double* thr = as_ptr<const double>(thr_);
   double* ap = as_ptr<double>(ap_);
   if (C <= 0 || T <= 0) return;
+  if (G >= (int64_t(1) << 31)) fail("detection_ap", "too many ground-truth segments (>= 2^31)");
 
   std::vector<int64_t> pstart, porder, gstart, gorder;
   bucket_by_label(pl, P, C, pstart, porder);
   bucket_by_label(gl, G, C, gstart, gorder);
 
-  // Per class: predictions by descending score, equal scores later-input-first (the official
-  // `argsort()[::-1]` with a stable argsort); ground truth by (video, input order).
+  // Phase 1, per class: predictions by descending score, equal scores later-input-first (the
+  // official `argsort()[::-1]` with a stable argsort); ground truth by (video, input order);
+  // then the tIoU of each prediction with the ground truth of its video, once for all
+  // thresholds.
+  std::vector<ClassWork> work(C);
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<ScoreIdx> order;
+    std::vector<int64_t> gvid;
     for (int64_t c = c0; c < c1; ++c) {
-      std::sort(porder.begin() + pstart[c], porder.begin() + pstart[c + 1],
-                [&](int64_t x, int64_t y) { return ps[x] > ps[y] || (ps[x] == ps[y] && x > y); });
-      std::sort(gorder.begin() + gstart[c], gorder.begin() + gstart[c + 1],
+      const int64_t pb = pstart[c], np_ = pstart[c + 1] - pb;
+      const int64_t gb = gstart[c], ng = gstart[c + 1] - gb;
+      ClassWork& w = work[c];
+      if (np_ == 0 || ng == 0) continue;
+      std::sort(gorder.begin() + gb, gorder.begin() + gb + ng,
                 [&](int64_t x, int64_t y) { return gv[x] < gv[y] || (gv[x] == gv[y] && x < y); });
+      gvid.resize(ng);
+      for (int64_t q = 0; q < ng; ++q) gvid[q] = gv[gorder[gb + q]];
+      order.resize(np_);
+      for (int64_t k = 0; k < np_; ++k) order[k] = {ps[porder[pb + k]], porder[pb + k]};
+      std::sort(order.begin(), order.end(), [](const ScoreIdx& x, const ScoreIdx& y) {
+        return x.score > y.score || (x.score == y.score && x.idx > y.idx);
+      });
+      w.offset.resize(np_ + 1);
+      w.offset[0] = 0;
+      w.gt_pos.clear();
+      w.iou.clear();
+      for (int64_t k = 0; k < np_; ++k) {
+        const int64_t i = order[k].idx, v = pv[i];
+        const double s = pseg[2 * i], e = pseg[2 * i + 1];
+        int64_t q = std::lower_bound(gvid.begin(), gvid.end(), v) - gvid.begin();
+        for (; q < ng && gvid[q] == v; ++q) {
+          const int64_t g = gorder[gb + q];
+          w.gt_pos.push_back(int32_t(q));
+          w.iou.push_back(tiou<double>(s, e, gseg[2 * g], gseg[2 * g + 1]));
+        }
+        w.offset[k + 1] = int64_t(w.gt_pos.size());
+      }
     }
   });
 
-  // Per (threshold, class): the greedy matching scan, cumulative TP/FP, interpolated AP.
+  // Phase 2, per (threshold, class): the greedy matching scan, cumulative TP/FP, interpolated AP.
   parallel_for(T * C, 1, [&](int64_t w0, int64_t w1) {
     std::vector<uint8_t> locked, is_tp;
     std::vector<double> prec;
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t t = w / C, c = w % C;
       const double th = thr[t];
-      const int64_t pb = pstart[c], np_ = pstart[c + 1] - pb;
-      const int64_t gb = gstart[c], ng = gstart[c + 1] - gb;
+      const int64_t np_ = pstart[c + 1] - pstart[c];
+      const int64_t ng = gstart[c + 1] - gstart[c];
       double& out = ap[t * C + c];
       if (ng == 0) {  // AP is undefined without ground truth
         out = std::numeric_limits<double>::quiet_NaN();
@@ -79,28 +123,20 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
         out = 0.0;
         continue;
       }
+      const ClassWork& cw = work[c];
       locked.assign(ng, 0);
       is_tp.assign(np_, 0);
       prec.resize(np_);
-      const int64_t* g_first = gorder.data() + gb;
-      const int64_t* g_last = g_first + ng;
-      int64_t tp = 0, fp = 0;
+      int64_t tp = 0;
       for (int64_t k = 0; k < np_; ++k) {
-        const int64_t i = porder[pb + k];
-        const int64_t v = pv[i];
-        const double s = pseg[2 * i], e = pseg[2 * i + 1];
-        const int64_t* lo = std::lower_bound(g_first, g_last, v,
-                                             [&](int64_t g, int64_t vid) { return gv[g] < vid; });
-        // Best unmatched ground truth: highest tIoU >= th, equal tIoU -> later ground truth
-        // (the official descending argsort order, stable).
+        // Best unmatched ground truth: highest tIoU >= th; equal tIoU -> the later ground
+        // truth (the official descending argsort order, stable). Candidates are in input order.
         int64_t best = -1;
         double best_iou = -1.0;
-        for (const int64_t* q = lo; q != g_last && gv[*q] == v; ++q) {
-          const int64_t qi = q - g_first;
-          if (locked[qi]) continue;
-          const double iou = tiou<double>(s, e, gseg[2 * *q], gseg[2 * *q + 1]);
-          if (iou >= th && iou >= best_iou) {
-            best = qi;
+        for (int64_t r = cw.offset[k]; r < cw.offset[k + 1]; ++r) {
+          const double iou = cw.iou[r];
+          if (iou >= th && iou >= best_iou && !locked[cw.gt_pos[r]]) {
+            best = cw.gt_pos[r];
             best_iou = iou;
           }
         }
@@ -108,10 +144,8 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
           locked[best] = 1;
           is_tp[k] = 1;
           ++tp;
-        } else {
-          ++fp;
         }
-        prec[k] = double(tp) / double(tp + fp);
+        prec[k] = double(tp) / double(k + 1);
       }
       // Interpolated AP (VOC 2011 / ActivityNet): precision made monotone from the right
       // (with a trailing 0), summed where recall changes, i.e. at the true positives.
