@@ -128,46 +128,64 @@ def detection_ap(
     """
     op = "detection_ap"
     dev = pred_video.device if isinstance(pred_video, torch.Tensor) else torch.device("cpu")
+    # Types, shapes and devices first; values are checked on the CPU copies, in numpy (the
+    # kernel runs on the CPU anyway, and numpy does not wake torch's intra-op thread pool,
+    # which costs more than these checks on a busy machine).
     P = _check_1d(pred_video, "pred_video", op, _INT_DTYPES, dev)
     _check_1d(pred_label, "pred_label", op, _INT_DTYPES, dev, P)
     _check_1d(pred_score, "pred_score", op, C.FLOAT_DTYPES, dev, P)
-    if pred_score.numel() and bool(torch.isnan(pred_score).any()):
-        raise ValueError(f"{op}: `pred_score` contains NaN")
-    _check_segments(pred_segments, "pred_segments", op, device=dev)
-    if pred_segments.shape[0] != P:
-        raise ValueError(f"{op}: `pred_segments` must have {P} rows like `pred_video`, got {pred_segments.shape[0]}")
+    _check_seg_shape(pred_segments, "pred_segments", op, dev, P, "pred_video")
     G = _check_1d(gt_video, "gt_video", op, _INT_DTYPES, dev)
     _check_1d(gt_label, "gt_label", op, _INT_DTYPES, dev, G)
-    _check_segments(gt_segments, "gt_segments", op, device=dev)
-    if gt_segments.shape[0] != G:
-        raise ValueError(f"{op}: `gt_segments` must have {G} rows like `gt_video`, got {gt_segments.shape[0]}")
+    _check_seg_shape(gt_segments, "gt_segments", op, dev, G, "gt_video")
     if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"{op}: `num_classes` must be an int >= 1, got {num_classes!r}")
     num_classes = int(num_classes)
-    for name, lab in (("pred_label", pred_label), ("gt_label", gt_label)):
-        if lab.numel():
-            lo, hi = int(lab.min()), int(lab.max())
-            if lo < 0 or hi >= num_classes:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"{op}: `{name}` must be in [0, {num_classes}), got {bad}")
     thr = check_thresholds(tiou_thresholds, op)
 
-    cpu = torch.device("cpu")
-    pv, pl = pred_video.to(cpu).contiguous(), pred_label.to(cpu).contiguous()
-    ps = pred_score.to(cpu, torch.float64).contiguous()
-    pseg = pred_segments.to(cpu, torch.float64).contiguous()
-    gv, gl = gt_video.to(cpu).contiguous(), gt_label.to(cpu).contiguous()
-    gseg = gt_segments.to(cpu, torch.float64).contiguous()
-    thr_t = torch.from_numpy(thr.copy())
-    if C.use_kernel(op, "detection_ap", cpu, backend):
+    pv, pl, gv, gl = (_np(t, np.int64) for t in (pred_video, pred_label, gt_video, gt_label))
+    ps = _np(pred_score, np.float64)
+    pseg, gseg = _np(pred_segments, np.float64), _np(gt_segments, np.float64)
+    for name, lab in (("pred_label", pl), ("gt_label", gl)):
+        if lab.size:
+            lo, hi = int(lab.min()), int(lab.max())
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(f"{op}: `{name}` must be in [0, {num_classes}), got {lo if lo < 0 else hi}")
+    if np.isnan(ps).any():
+        raise ValueError(f"{op}: `pred_score` contains NaN")
+    _check_seg_values(pseg, "pred_segments", op)
+    _check_seg_values(gseg, "gt_segments", op)
+
+    if C.use_kernel(op, "detection_ap", torch.device("cpu"), backend):
         ap = torch.empty(len(thr), num_classes, dtype=torch.float64)
-        C.call("detection_ap", "cpu", C.ptr(pv), C.ptr(pl), C.ptr(ps), C.ptr(pseg), P, C.ptr(gv),
-               C.ptr(gl), C.ptr(gseg), G, C.ptr(thr_t), len(thr), num_classes, C.ptr(ap))
+        t = [torch.from_numpy(x) for x in (pv, pl, ps, pseg, gv, gl, gseg, thr)]
+        C.call("detection_ap", "cpu", *(C.ptr(x) for x in t[:4]), P, *(C.ptr(x) for x in t[4:7]), G,
+               C.ptr(t[7]), len(thr), num_classes, C.ptr(ap))
     else:
-        ap = torch.from_numpy(detection_ap_reference(
-            pv.numpy(), pl.numpy(), ps.numpy(), pseg.numpy(), gv.numpy(), gl.numpy(), gseg.numpy(),
-            thr, num_classes))
+        ap = torch.from_numpy(detection_ap_reference(pv, pl, ps, pseg, gv, gl, gseg, thr, num_classes))
     return ap.to(dev)
+
+
+def _np(t: torch.Tensor, dtype) -> np.ndarray:
+    """A contiguous CPU numpy array of `dtype` (a view when nothing needs converting)."""
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
+
+
+def _check_seg_shape(t, name, op, device, n, like):
+    C.check_tensor(t, name, op, ndim=2, dtypes=C.FLOAT_DTYPES, device=device, contiguous=False)
+    if t.shape[1] != 2:
+        raise ValueError(f"{op}: `{name}` must have shape [n, 2] (start, end), got {tuple(t.shape)}")
+    if t.shape[0] != n:
+        raise ValueError(f"{op}: `{name}` must have {n} rows like `{like}`, got {t.shape[0]}")
+
+
+def _check_seg_values(a: np.ndarray, name, op):
+    if a.size and not np.isfinite(a).all():
+        raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+    bad = np.flatnonzero(a[:, 1] < a[:, 0])
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
 
 
 def _check_1d(t, name, op, dtypes, device, n=None) -> int:

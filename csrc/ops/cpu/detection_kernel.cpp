@@ -35,10 +35,11 @@ static void bucket_by_label(const int64_t* label, int64_t n, int64_t C, std::vec
 namespace {
 struct ScoreIdx {
   double score;
-  int64_t idx;
+  int64_t idx;  // position in the class's input order
 };
 // Matching candidates of one class: for the k-th prediction (score order), the ground truths
-// of its video (class-local positions, input order) and their tIoU, as CSR rows.
+// of its video with tIoU >= the smallest threshold (class-local positions) and their tIoU,
+// as CSR rows in the official scan order (descending tIoU; ties: later ground truth first).
 struct ClassWork {
   std::vector<int64_t> offset;  // [n_pred + 1]
   std::vector<int32_t> gt_pos;
@@ -69,10 +70,12 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
   // official `argsort()[::-1]` with a stable argsort); ground truth by (video, input order);
   // then the tIoU of each prediction with the ground truth of its video, once for all
   // thresholds.
+  const double min_thr = *std::min_element(thr, thr + T);
   std::vector<ClassWork> work(C);
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     std::vector<ScoreIdx> order;
-    std::vector<int64_t> gvid;
+    std::vector<int64_t> gvid, lvid;
+    std::vector<double> lseg;
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t pb = pstart[c], np_ = pstart[c + 1] - pb;
       const int64_t gb = gstart[c], ng = gstart[c + 1] - gb;
@@ -82,8 +85,18 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
                 [&](int64_t x, int64_t y) { return gv[x] < gv[y] || (gv[x] == gv[y] && x < y); });
       gvid.resize(ng);
       for (int64_t q = 0; q < ng; ++q) gvid[q] = gv[gorder[gb + q]];
+      // Gather the class's predictions (ascending input index: a streaming read), so that the
+      // scan in score order below touches only this compact copy.
       order.resize(np_);
-      for (int64_t k = 0; k < np_; ++k) order[k] = {ps[porder[pb + k]], porder[pb + k]};
+      lvid.resize(np_);
+      lseg.resize(2 * np_);
+      for (int64_t k = 0; k < np_; ++k) {
+        const int64_t i = porder[pb + k];
+        order[k] = {ps[i], k};  // local k ascends with the input index
+        lvid[k] = pv[i];
+        lseg[2 * k] = pseg[2 * i];
+        lseg[2 * k + 1] = pseg[2 * i + 1];
+      }
       std::sort(order.begin(), order.end(), [](const ScoreIdx& x, const ScoreIdx& y) {
         return x.score > y.score || (x.score == y.score && x.idx > y.idx);
       });
@@ -92,13 +105,26 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
       w.gt_pos.clear();
       w.iou.clear();
       for (int64_t k = 0; k < np_; ++k) {
-        const int64_t i = order[k].idx, v = pv[i];
-        const double s = pseg[2 * i], e = pseg[2 * i + 1];
+        const int64_t i = order[k].idx, v = lvid[i];
+        const double s = lseg[2 * i], e = lseg[2 * i + 1];
+        const size_t row = w.gt_pos.size();
         int64_t q = std::lower_bound(gvid.begin(), gvid.end(), v) - gvid.begin();
         for (; q < ng && gvid[q] == v; ++q) {
           const int64_t g = gorder[gb + q];
+          const double iou = tiou<double>(s, e, gseg[2 * g], gseg[2 * g + 1]);
+          if (!(iou >= min_thr)) continue;  // matches at no threshold
+          // insertion into the row, kept in the official order: descending tIoU, equal
+          // tIoU -> the later ground truth first (descending argsort, stable)
           w.gt_pos.push_back(int32_t(q));
-          w.iou.push_back(tiou<double>(s, e, gseg[2 * g], gseg[2 * g + 1]));
+          w.iou.push_back(iou);
+          size_t r = w.gt_pos.size() - 1;
+          while (r > row && w.iou[r - 1] <= iou) {  // q grows: on ties the new one goes first
+            w.gt_pos[r] = w.gt_pos[r - 1];
+            w.iou[r] = w.iou[r - 1];
+            --r;
+          }
+          w.gt_pos[r] = int32_t(q);
+          w.iou[r] = iou;
         }
         w.offset[k + 1] = int64_t(w.gt_pos.size());
       }
@@ -108,7 +134,6 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
   // Phase 2, per (threshold, class): the greedy matching scan, cumulative TP/FP, interpolated AP.
   parallel_for(T * C, 1, [&](int64_t w0, int64_t w1) {
     std::vector<uint8_t> locked, is_tp;
-    std::vector<double> prec;
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t t = w / C, c = w % C;
       const double th = thr[t];
@@ -126,18 +151,16 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
       const ClassWork& cw = work[c];
       locked.assign(ng, 0);
       is_tp.assign(np_, 0);
-      prec.resize(np_);
       int64_t tp = 0;
       for (int64_t k = 0; k < np_; ++k) {
-        // Best unmatched ground truth: highest tIoU >= th; equal tIoU -> the later ground
-        // truth (the official descending argsort order, stable). Candidates are in input order.
+        // The official scan: candidates in descending tIoU; stop at the first below th,
+        // take the first not yet matched.
         int64_t best = -1;
-        double best_iou = -1.0;
         for (int64_t r = cw.offset[k]; r < cw.offset[k + 1]; ++r) {
-          const double iou = cw.iou[r];
-          if (iou >= th && iou >= best_iou && !locked[cw.gt_pos[r]]) {
+          if (cw.iou[r] < th) break;
+          if (!locked[cw.gt_pos[r]]) {
             best = cw.gt_pos[r];
-            best_iou = iou;
+            break;
           }
         }
         if (best >= 0) {
@@ -145,14 +168,14 @@ void detection_ap_cpu(ptr_t pred_video_, ptr_t pred_label_, ptr_t pred_score_, p
           is_tp[k] = 1;
           ++tp;
         }
-        prec[k] = double(tp) / double(k + 1);
       }
       // Interpolated AP (VOC 2011 / ActivityNet): precision made monotone from the right
-      // (with a trailing 0), summed where recall changes, i.e. at the true positives.
+      // (with a trailing 0), summed where recall changes, i.e. at the true positives. The
+      // precision after k + 1 predictions is tp_k / (k + 1), as the official tp / (tp + fp).
       const double npos = double(ng);
       double run = 0.0, sum = 0.0;
       for (int64_t k = np_ - 1; k >= 0; --k) {
-        run = std::max(run, prec[k]);
+        run = std::max(run, double(tp) / double(k + 1));
         if (is_tp[k]) {
           sum += (double(tp) / npos - double(tp - 1) / npos) * run;
           --tp;
