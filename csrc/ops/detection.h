@@ -34,7 +34,9 @@ inline T tiou(T s1, T e1, T s2, T e2) {
   T inter = hi - lo;
   if (!(inter > T(0))) inter = T(0);
   T uni = ((e1 - s1) + (e2 - s2)) - inter;
-  return uni > T(0) ? inter / uni : T(0);
+  // uni == 0 only for two zero-length segments, where inter == 0: 0 / 1 = 0 (never NaN);
+  // the division always runs on a safe value, so loops over this vectorise.
+  return inter / (uni > T(0) ? uni : T(1));
 }
 
 }  // namespace sal

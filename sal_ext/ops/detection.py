@@ -87,6 +87,9 @@ def _check_segments(t, name, op, device=None, dtypes=C.FLOAT_DTYPES):
     C.check_tensor(t, name, op, ndim=2, dtypes=dtypes, device=device)
     if t.shape[1] != 2:
         raise ValueError(f"{op}: `{name}` must have shape [n, 2] (start, end), got {tuple(t.shape)}")
+    if t.device.type == "cpu":  # numpy: no torch intra-op thread-pool wake-up for a check
+        _check_seg_values(t.detach().numpy(), name, op)
+        return
     C.check_finite(t, name, op)
     if t.numel() and bool((t[:, 1] < t[:, 0]).any()):
         i = int(torch.nonzero(t[:, 1] < t[:, 0])[0, 0])
