@@ -81,3 +81,43 @@ def official_ap(pv, pl, ps, pseg, gv, gl, gseg, thresholds, num_classes):
         p = pl == c
         ap[:, c] = compute_average_precision_detection(gv[g], gseg[g], pv[p], pseg[p], ps[p], thresholds)
     return ap
+
+
+def average_recall_vs_avg_nr_proposals(gt_video, gt_seg, prop_video, prop_seg, prop_score,
+                                       max_avg_nr_proposals, tiou_thresholds):
+    """Literal port of Evaluation/eval_proposal.py (arrays instead of data frames)."""
+    video_lst = np.unique(gt_video)
+    ratio = max_avg_nr_proposals * float(video_lst.shape[0]) / prop_video.shape[0]
+    score_lst = []
+    total_nr_proposals = 0
+    for videoid in video_lst:
+        this_video_ground_truth = gt_seg[gt_video == videoid]
+        sel = prop_video == videoid
+        if not sel.any():
+            score_lst.append(np.zeros((this_video_ground_truth.shape[0], 1)))
+            continue
+        this_video_proposals = prop_seg[sel]
+        sort_idx = np.argsort(prop_score[sel], kind="stable")[::-1]
+        this_video_proposals = this_video_proposals[sort_idx, :]
+        nr_proposals = np.minimum(int(this_video_proposals.shape[0] * ratio), this_video_proposals.shape[0])
+        total_nr_proposals += nr_proposals
+        this_video_proposals = this_video_proposals[:nr_proposals, :]
+        tiou = np.empty((this_video_ground_truth.shape[0], this_video_proposals.shape[0]))
+        for i in range(this_video_proposals.shape[0]):
+            tiou[:, i] = segment_iou(this_video_proposals[i, :], this_video_ground_truth)
+        score_lst.append(tiou)
+    pcn_lst = np.arange(1, 101) / 100.0 * (max_avg_nr_proposals * float(video_lst.shape[0]) / total_nr_proposals)
+    matches = np.empty((video_lst.shape[0], pcn_lst.shape[0]))
+    positives = np.empty(video_lst.shape[0])
+    recall = np.empty((len(tiou_thresholds), pcn_lst.shape[0]))
+    for ridx, tiou in enumerate(tiou_thresholds):
+        for i, score in enumerate(score_lst):
+            positives[i] = score.shape[0]
+            true_positives_tiou = score >= tiou
+            pcn_proposals = np.minimum((score.shape[1] * pcn_lst).astype(int), score.shape[1])
+            for j, nr_proposals in enumerate(pcn_proposals):
+                matches[i, j] = np.count_nonzero((true_positives_tiou[:, :nr_proposals]).sum(axis=1))
+        recall[ridx, :] = matches.sum(axis=0) / positives.sum()
+    avg_recall = recall.mean(axis=0)
+    proposals_per_video = pcn_lst * (float(total_nr_proposals) / video_lst.shape[0])
+    return recall, avg_recall, proposals_per_video

@@ -286,3 +286,23 @@ def test_fast_and_checked_parsers_agree():
         ev._fast_predictions(pred["results"], {}, {}, True)
     b = ev.detection_map(gt, pred)
     assert a["mAP"] == b["mAP"] and a["num_pred"] == b["num_pred"]
+
+
+@pytest.mark.parametrize("max_avg", [3, 10, 100])
+def test_average_recall_equals_official(max_avg):
+    gt, pred = _random_files(max_avg, n_videos=10, n_pred=400)
+    gt["database"]["empty"] = {"subset": "test", "annotations": []}  # no GT: not in the video list
+    for d in pred["results"].values():
+        for it in d:
+            it.pop("label")
+    pred["results"]["video_002"] = []  # a GT video without proposals
+    res = ev.average_recall_vs_proposals(gt, pred, max_avg_nr_proposals=max_avg)
+    subset, videos, classes, gv, gl, gs = ev.load_ground_truth(gt)
+    pv, _, ps, pseg = ev.load_predictions(pred, videos, classes, with_labels=False, what="proposals")
+    thr = np.linspace(0.5, 0.95, 10)
+    recall, ar, an = official.average_recall_vs_avg_nr_proposals(gv, gs, pv, pseg, ps, max_avg, thr)
+    np.testing.assert_allclose(res["recall"], recall, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res["ar"], ar, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res["an"], an, rtol=0, atol=1e-12)
+    assert abs(res["area"] - np.trapezoid(ar, an)) < 1e-9
+    assert 0 < res["ar_at_max"] <= 1
