@@ -21,7 +21,6 @@ NMS call for all videos. Per video (rows of the stacked outputs):
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -135,10 +134,8 @@ def _check(cas, a_rgb, a_flow, sc, t_orig, video_ids, class_names, labels):
 def _nms(segments, scores, groups, cfg):
     keep, new_scores = nms_1d(segments, scores, groups, iou_threshold=float(cfg.nms_threshold),
                               method=cfg.nms_method, sigma=float(cfg.nms_sigma),
-                              min_score=-math.inf, plus_one=bool(cfg.nms_plus_one))
-    if new_scores.numel() != keep.numel():  # scores given per input proposal
-        new_scores = new_scores[keep]
-    return keep, new_scores
+                              min_score=None, plus_one=bool(cfg.nms_plus_one))
+    return keep, new_scores  # output order: groups ascending, then each group's NMS order
 
 
 def postprocess(cas: torch.Tensor, a_rgb: torch.Tensor, a_flow: torch.Tensor, sc: torch.Tensor,
