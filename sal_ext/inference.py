@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .ops import nms_1d
-from .ops.proposals import oic_proposals_batched
+from .ops.proposals import check_finite_fast, oic_proposals_batched
 
 # np.arange(0.1, 1.0, 0.1): the reference's exact values (0.30000000000000004, ...)
 THUMOS_ACT_THRESHOLDS = tuple(float(t) for t in np.arange(0.1, 1.0, 0.1))
@@ -126,8 +126,7 @@ def _check(cas, a_rgb, a_flow, sc, t_orig, video_ids, class_names, labels):
     if labels is not None and (not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (N, C)):
         raise ValueError(f"{op}: `labels` must be a tensor of shape [{N}, {C}]")
     for name, t in (("cas", cas), ("a_rgb", a_rgb), ("a_flow", a_flow), ("sc", sc)):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+        check_finite_fast(t, name, op)
     return t_orig.to(torch.int64)
 
 

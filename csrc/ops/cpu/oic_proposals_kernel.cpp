@@ -1,10 +1,20 @@
-// CPU kernel of oic_proposals (see ops/oic_proposals.h). One column per task, parallel over
-// columns; per column O(L + runs * n_thr): one sweep computes the upsampled values, their
-// prefix sums and a "level" (how many sorted thresholds each value reaches), a second sweep
-// turns level changes into runs, so every inner/outer mean is O(1).
+// CPU kernel of oic_proposals (see ops/oic_proposals.h). Parallel over columns.
 //
-// Bit-exactness with the reference (numpy + scipy interp1d) needs every product and sum
-// rounded separately: no fused multiply-add contraction in this file.
+// The upsampled column is piecewise linear: all positions i with the same interpolation
+// interval lo (a "segment", ~upsample positions) share slope d and offset y[lo], and
+// v_i = fl(fl(d * dx_i) + y[lo]) with dx_i = x_i - lo increasing, so v (and the threshold
+// level of v) is monotone inside a segment. Hence, per column and without materialising the
+// L = T * upsample values:
+//   * counting runs needs the levels at the two ends of every segment only: O(T);
+//   * run boundaries are found by binary search inside the segments where the level changes,
+//     evaluating v exactly as the reference does (so the positions are bit-exact);
+//   * every inner/outer mean is O(1) from closed-form prefix sums:
+//     sum_{k in segment, k < i} v_k = d * sum(dx) + n * y[lo] (position tables shared by all
+//     columns of a call), ~1e-15 relative to the reference's np.mean.
+// Total O(T + runs * log(upsample)) per column instead of O(T * upsample).
+//
+// Bit-exactness of the positions needs every product and sum rounded separately: no fused
+// multiply-add contraction in this file.
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
@@ -18,58 +28,157 @@
 namespace sal {
 namespace {
 
-// The column (n, c) of values [N, T, C] upsampled at x_i = i * step, i in [0, L), as
-// scipy.interpolate.interp1d(arange(T), y, kind="linear", fill_value="extrapolate") computes
-// it for y of dtype scalar_t: slope = float(y[hi] - y[lo]) (in scalar_t) / 1,
-// v = slope * (x - lo) + y[lo] in float64, hi = clip(ceil(x), 1, T - 1) (searchsorted left).
-// T == 1 (which interp1d rejects) gives the constant column.
-template <typename scalar_t>
-inline void upsample_column(const scalar_t* col, int64_t T, int64_t C, double step, int64_t L,
-                            double* v) {
-  if (T == 1) {
-    const double y0 = static_cast<double>(col[0]);
-    for (int64_t i = 0; i < L; ++i) v[i] = y0;
-    return;
+// Upsampling as scipy.interpolate.interp1d(arange(T), y, kind="linear",
+// fill_value="extrapolate") computes it at x_i = i * step for y of dtype scalar_t:
+//   hi = clip(ceil(x), 1, T - 1) (searchsorted left), lo = hi - 1,
+//   slope = double(scalar_t(y[hi] - y[lo])) (the difference rounded in y's dtype; / 1),
+//   v = slope * (x - lo) + y[lo] in float64.
+// T == 1 (which interp1d rejects) gives a constant column (slope 0).
+struct Table {
+  int64_t T, L, S;                 // S segments (max(T - 1, 1))
+  std::vector<int32_t> lo;         // [L] segment of position i
+  std::vector<double> dx;          // [L] x_i - lo_i
+  std::vector<double> H;           // [L] sum of dx over the segment's positions <= i
+  std::vector<int64_t> begin;      // [S + 1] first position of each segment; begin[S] = L
+
+  Table(int64_t T_, int64_t L_, double step) : T(T_), L(L_), S(std::max<int64_t>(T_ - 1, 1)),
+                                               lo(L_), dx(L_), H(L_), begin(S + 1, L_) {
+    for (int64_t i = 0; i < L; ++i) {
+      const double x = static_cast<double>(i) * step;
+      int64_t hi = static_cast<int64_t>(std::ceil(x));
+      hi = std::min<int64_t>(std::max<int64_t>(hi, 1), S);
+      lo[i] = static_cast<int32_t>(hi - 1);
+      dx[i] = x - static_cast<double>(hi - 1);
+    }
+    for (int64_t i = L - 1; i >= 0; --i) begin[lo[i]] = i;
+    for (int64_t j = S - 1; j >= 0; --j) begin[j] = std::min(begin[j], begin[j + 1]);
+    double acc = 0.0;
+    for (int64_t i = 0; i < L; ++i) {
+      if (i == begin[lo[i]]) acc = 0.0;
+      acc += dx[i];
+      H[i] = acc;
+    }
   }
-  for (int64_t i = 0; i < L; ++i) {
-    const double x = static_cast<double>(i) * step;
-    int64_t hi = static_cast<int64_t>(std::ceil(x));
-    hi = std::min<int64_t>(std::max<int64_t>(hi, 1), T - 1);
-    const int64_t lo = hi - 1;
-    const scalar_t ylo = col[lo * C], yhi = col[hi * C];
-    const scalar_t diff = static_cast<scalar_t>(yhi - ylo);
-    const double slope = static_cast<double>(diff);
-    const double dx = x - static_cast<double>(lo);
-    const double prod = slope * dx;
-    v[i] = prod + static_cast<double>(ylo);
-  }
-}
+};
 
 // Number of sorted thresholds the value reaches: v >= thr and v > 0 (the reference zeroes the
-// values below the threshold, then keeps the positive ones).
+// values below the threshold, then keeps the positive ones). Monotone in v.
 inline int64_t level_of(double v, const double* thr, int64_t n_thr) {
-  if (!(v > 0.0)) return 0;
   int64_t l = 0;
-  while (l < n_thr && thr[l] <= v) ++l;
-  return l;
+  for (int64_t r = 0; r < n_thr; ++r) l += thr[r] <= v;
+  return v > 0.0 ? l : 0;
 }
 
-// Calls emit(rank, s, e) for every run of every threshold rank, in ascending end position,
-// then applies the "only run is [0, 0]" rule through `counts` (runs per rank, filled here).
-template <typename Emit>
-inline void sweep_runs(const uint8_t* lev, int64_t L, int64_t n_thr, int64_t* open, Emit&& emit) {
-  int64_t prev = 0;
-  for (int64_t i = 0; i < L; ++i) {
-    const int64_t l = lev[i];
-    if (l > prev) {
-      for (int64_t r = prev; r < l; ++r) open[r] = i;
-    } else if (l < prev) {
-      for (int64_t r = l; r < prev; ++r) emit(r, open[r], i - 1);
+// One column: per-segment slope/offset and segment prefix sums (per-thread buffers).
+struct Column {
+  const Table* tb;
+  const double* thr;
+  int64_t n_thr;
+  double* d;   // [S]
+  double* y;   // [S]
+  double* SP;  // [S + 1] sum of v over the segments before j
+
+  template <typename scalar_t>
+  void load(const scalar_t* col, int64_t C, bool with_prefix) {
+    const int64_t T = tb->T, S = tb->S;
+    if (T == 1) {
+      d[0] = 0.0;
+      y[0] = static_cast<double>(col[0]);
+    } else {
+      for (int64_t j = 0; j < S; ++j) {
+        const scalar_t a = col[j * C], b = col[(j + 1) * C];
+        d[j] = static_cast<double>(static_cast<scalar_t>(b - a));
+        y[j] = static_cast<double>(a);
+      }
     }
-    prev = l;
+    if (!with_prefix) return;
+    double acc = 0.0;
+    for (int64_t j = 0; j < S; ++j) {
+      SP[j] = acc;
+      const int64_t b = tb->begin[j], e = tb->begin[j + 1];
+      if (e > b) {
+        const double part = d[j] * tb->H[e - 1];
+        acc += part + static_cast<double>(e - b) * y[j];
+      }
+    }
+    SP[S] = acc;
   }
-  for (int64_t r = 0; r < prev; ++r) emit(r, open[r], L - 1);
-}
+
+  // The reference's upsampled value at position i, bit-exact.
+  double value(int64_t i) const {
+    const int32_t j = tb->lo[i];
+    const double prod = d[j] * tb->dx[i];
+    return prod + y[j];
+  }
+  int64_t level(int64_t i) const { return level_of(value(i), thr, n_thr); }
+
+  // Sum of v over positions [0, i), i in [0, L].
+  double prefix(int64_t i) const {
+    if (i >= tb->L) return SP[tb->S];
+    const int32_t j = tb->lo[i];
+    const int64_t b = tb->begin[j];
+    double r = SP[j];
+    if (i > b) {
+      const double part = d[j] * tb->H[i - 1];
+      r += part + static_cast<double>(i - b) * y[j];
+    }
+    return r;
+  }
+
+  // First position p in [a, b] with pred(p) (pred monotone false -> true, pred(b) true).
+  template <typename Pred>
+  static int64_t first_true(int64_t a, int64_t b, Pred&& pred) {
+    while (a < b) {
+      const int64_t m = a + (b - a) / 2;
+      if (pred(m)) b = m; else a = m + 1;
+    }
+    return b;
+  }
+
+  // Calls open(r, p) / close(r, e) for every run of every threshold rank r, in ascending
+  // position per rank. exact = false skips locating positions inside segments (counting).
+  template <typename Open, typename Close>
+  void runs(bool exact, Open&& open, Close&& close) const {
+    int64_t prev = 0;
+    for (int64_t j = 0; j < tb->S; ++j) {
+      const int64_t b = tb->begin[j], e = tb->begin[j + 1] - 1;
+      if (e < b) continue;  // empty segment
+      const int64_t lb = level(b);
+      if (lb > prev) {
+        for (int64_t r = prev; r < lb; ++r) open(r, b);
+      } else if (lb < prev) {
+        for (int64_t r = lb; r < prev; ++r) close(r, b - 1);
+      }
+      prev = lb;
+      if (e == b) continue;
+      const int64_t le = level(e);  // monotone inside the segment: one change per rank at most
+      if (le > prev) {
+        for (int64_t r = prev; r < le; ++r) {
+          const int64_t p = exact ? first_true(b + 1, e, [&](int64_t q) { return level(q) > r; }) : e;
+          open(r, p);
+        }
+      } else if (le < prev) {
+        for (int64_t r = le; r < prev; ++r) {
+          const int64_t p = exact ? first_true(b + 1, e, [&](int64_t q) { return level(q) <= r; }) : e;
+          close(r, p - 1);
+        }
+      }
+      prev = le;
+    }
+    for (int64_t r = 0; r < prev; ++r) close(r, tb->L - 1);
+  }
+
+  // Runs per rank, with the reference's `positions.any()` rule: a rank whose only run is
+  // [0, 0] has none.
+  void count_runs(bool skip_first_only, int64_t* count) const {
+    std::fill(count, count + n_thr, 0);
+    runs(false, [](int64_t, int64_t) {}, [&](int64_t r, int64_t) { ++count[r]; });
+    if (!skip_first_only) return;
+    const int64_t l0 = level(0), l1 = tb->L > 1 ? level(1) : 0;
+    for (int64_t r = 0; r < n_thr; ++r)
+      if (count[r] == 1 && l0 > r && l1 <= r) count[r] = 0;
+  }
+};
 
 struct Shape {
   int64_t N, T, C, P, n_thr, upsample, L;
@@ -78,42 +187,23 @@ struct Shape {
 template <typename scalar_t, typename PerColumn>
 void for_columns(const scalar_t* values, const Shape& sh, const int64_t* pv, const int64_t* pc,
                  const double* thr, bool with_prefix, PerColumn&& per_column) {
-  const double step = 1.0 / static_cast<double>(sh.upsample);
-  const int64_t L = sh.L;
-  // ~L*10 flops per column: a handful of columns per task is enough to amortise a thread.
-  parallel_for(sh.P, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(L, 1)),
+  const Table tb(sh.T, sh.L, 1.0 / static_cast<double>(sh.upsample));
+  // O(T) work per column: group columns so a thread gets a useful amount.
+  parallel_for(sh.P, std::max<int64_t>(1, 4096 / std::max<int64_t>(sh.T, 1)),
                [&](int64_t p0, int64_t p1) {
-    std::vector<double> v(L), prefix(with_prefix ? L + 1 : 0);
-    std::vector<uint8_t> lev(L);
-    std::vector<int64_t> open(sh.n_thr), count(sh.n_thr);
+    std::vector<double> d(tb.S), y(tb.S), SP(tb.S + 1);
+    std::vector<int64_t> count(sh.n_thr), open(sh.n_thr), written(sh.n_thr);
+    Column col{&tb, thr, sh.n_thr, d.data(), y.data(), SP.data()};
     for (int64_t p = p0; p < p1; ++p) {
-      const scalar_t* col = values + pv[p] * sh.T * sh.C + pc[p];
-      upsample_column(col, sh.T, sh.C, step, L, v.data());
-      if (with_prefix) {
-        double acc = 0.0;
-        prefix[0] = 0.0;
-        for (int64_t i = 0; i < L; ++i) {
-          acc += v[i];
-          prefix[i + 1] = acc;
-        }
-      }
-      for (int64_t i = 0; i < L; ++i) lev[i] = static_cast<uint8_t>(level_of(v[i], thr, sh.n_thr));
-      std::fill(count.begin(), count.end(), 0);
-      sweep_runs(lev.data(), L, sh.n_thr, open.data(),
-                 [&](int64_t r, int64_t, int64_t) { ++count[r]; });
-      per_column(p, v.data(), prefix.data(), lev.data(), open.data(), count.data());
+      col.load(values + pv[p] * sh.T * sh.C + pc[p], sh.C, with_prefix);
+      per_column(p, col, count.data(), open.data(), written.data());
     }
   });
 }
 
-// True when rank r's only run is [0, 0] (given count[r] == 1).
-inline bool only_first(const uint8_t* lev, int64_t L, int64_t r) {
-  return lev[0] > r && (L == 1 || lev[1] <= r);
-}
-
 void check_shape(const Shape& sh, const char* op) {
-  if (sh.n_thr > 255) fail(op, "at most 255 thresholds are supported");
   if (sh.upsample < 1 || sh.L < 1 || sh.T < 1) fail(op, "bad sizes");
+  if (sh.L >= (int64_t(1) << 31)) fail(op, "too many upsampled positions (T * upsample >= 2**31)");
 }
 
 }  // namespace
@@ -128,13 +218,9 @@ void oic_count_cpu(ptr_t values, int64_t N, int64_t T, int64_t C, ptr_t pair_vid
   SAL_DISPATCH_FLOAT(dtype, "oic_proposals", [&] {
     for_columns(as_ptr<const scalar_t>(values), sh, as_ptr<const int64_t>(pair_video),
                 as_ptr<const int64_t>(pair_class), as_ptr<const double>(thr_sorted), false,
-                [&](int64_t p, const double*, const double*, const uint8_t* lev, int64_t*,
-                    const int64_t* count) {
-      for (int64_t r = 0; r < n_thr; ++r) {
-        int64_t c = count[r];
-        if (skip_first_only && c == 1 && only_first(lev, L, r)) c = 0;
-        counts[p * n_thr + tix[r]] = c;
-      }
+                [&](int64_t p, const Column& col, int64_t* count, int64_t*, int64_t*) {
+      col.count_runs(skip_first_only, count);
+      for (int64_t r = 0; r < n_thr; ++r) counts[p * n_thr + tix[r]] = count[r];
     });
   });
 }
@@ -158,16 +244,16 @@ void oic_fill_cpu(ptr_t values, int64_t N, int64_t T, int64_t C, ptr_t pair_vide
   int64_t* o_thr = as_ptr<int64_t>(out_thr);
   const double Lm1 = static_cast<double>(L - 1);
   SAL_DISPATCH_FLOAT(dtype, "oic_proposals", [&] {
-    for_columns(as_ptr<const scalar_t>(values), sh, pv, pc, as_ptr<const double>(thr_sorted),
-                true,
-                [&](int64_t p, const double*, const double* prefix, const uint8_t* lev,
-                    int64_t* open, const int64_t* count) {
+    for_columns(as_ptr<const scalar_t>(values), sh, pv, pc, as_ptr<const double>(thr_sorted), true,
+                [&](int64_t p, const Column& col, int64_t* count, int64_t* open, int64_t* written) {
+      col.count_runs(skip_first_only, count);
+      std::fill(written, written + n_thr, 0);
       const double bonus = gamma * vs[pv[p] * C + pc[p]];
-      std::vector<int64_t> written(n_thr, 0);
-      sweep_runs(lev, L, n_thr, open, [&](int64_t r, int64_t s, int64_t e) {
-        if (skip_first_only && count[r] == 1 && e == 0) return;  // only run is [0, 0]
+      col.runs(true, [&](int64_t r, int64_t s) { open[r] = s; }, [&](int64_t r, int64_t e) {
+        if (count[r] == 0) return;  // the rank's only run was [0, 0] (skip_first_only)
+        const int64_t s = open[r];
         const int64_t len = e - s + 1;
-        const double inner = (prefix[e + 1] - prefix[s]) / static_cast<double>(len);
+        const double inner = (col.prefix(e + 1) - col.prefix(s)) / static_cast<double>(len);
         const double reach = outer_ratio * static_cast<double>(len);
         // int() truncates toward zero, then max(0, .) / min(L - 1, .): as the reference.
         const double lo = static_cast<double>(s) - reach;
@@ -179,8 +265,8 @@ void oic_fill_cpu(ptr_t values, int64_t N, int64_t T, int64_t C, ptr_t pair_vide
         double outer = 0.0;
         if (n_left + n_right > 0) {
           double sum = 0.0;
-          if (n_left) sum += prefix[s] - prefix[os];
-          if (n_right) sum += prefix[oe + 1] - prefix[e + 1];
+          if (n_left) sum += col.prefix(s) - col.prefix(os);
+          if (n_right) sum += col.prefix(oe + 1) - col.prefix(e + 1);
           outer = sum / static_cast<double>(n_left + n_right);
         }
         const int64_t t = tix[r];
