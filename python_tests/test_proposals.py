@@ -42,6 +42,21 @@ def test_kernel_matches_fallback_options(upsample, skip):
                  oic_proposals_batched(values, THR, vs, **kw, backend="torch"))
 
 
+@pytest.mark.parametrize("upsample", [1, 2, 5, 7, 25])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_matches_fallback_wide_values(upsample, dtype):
+    # values below 0 and above 1 (extrapolation), thresholds <= 0 (the v > 0 rule), many levels
+    g = torch.Generator().manual_seed(upsample)
+    values = (torch.rand(5, 33, 6, generator=g, dtype=dtype) * 2 - 0.5).contiguous()
+    values[:, ::7] = 0.0  # exact zeros
+    thr = torch.linspace(-0.2, 1.2, 40).tolist() + [0.0]
+    vs = torch.rand(5, 6, generator=g)
+    for ratio in (0.0, 0.2, 1.7):
+        kw = dict(upsample=upsample, outer_ratio=ratio, gamma=0.3)
+        _assert_same(oic_proposals_batched(values, thr, vs, **kw, backend="kernel"),
+                     oic_proposals_batched(values, thr, vs, **kw, backend="torch"))
+
+
 def test_matches_numpy_reference():
     rng = np.random.default_rng(1)
     for _ in range(60):
