@@ -152,6 +152,22 @@ def test_topk_mil_gradcheck(device, per_video):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("B,T,C", [(1, 1, 1), (4, 93, 3), (16, 750, 20), (3, 3000, 2)])
+def test_topk_mil_backward_kernel(device, B, T, C):
+    score = _scores((B, T, C), "ties", torch.float64, device)
+    value = torch.randn(B, T, C, dtype=torch.float64, device=device, requires_grad=True)
+    g = torch.randn(B, C, dtype=torch.float64, device=device)
+    lengths = torch.randint(1, T + 1, (B,), device=device)
+    for kw in (dict(k=max(1, T // 8)), dict(k=T), dict(lengths=lengths), dict(lengths=lengths, r=1)):
+        pooled, idx = topk_mil(score, value, backend="kernel", **kw)
+        (got,) = torch.autograd.grad(pooled, value, g)
+        kk = kw.get("k") or torch.clamp(lengths // kw.get("r", 8), min=1)
+        want = topk_mod._scatter_grad(g, idx, None if isinstance(kk, int) else kk, value.shape)
+        assert torch.equal(got, want)
+        (ref,) = torch.autograd.grad(topk_mil_reference(score, value, kk, kw.get("lengths"))[0], value, g)
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-15)
+
+
 def test_no_gradient_through_score_selection(device):
     score = torch.randn(2, 20, 3, dtype=torch.float64, device=device, requires_grad=True)
     value = torch.randn(2, 20, 3, dtype=torch.float64, device=device, requires_grad=True)
@@ -199,6 +215,9 @@ def test_opcheck():
     torch.library.opcheck(topk_mod._topk_mil_kernel, (score, value, 3, None, None))
     torch.library.opcheck(topk_mod._topk_mil_kernel, (score, value, 4, torch.tensor([4, 2]), torch.tensor([9, 5])))
     torch.library.opcheck(topk_mod._topk_mask_kernel, (score, 3, None, None))
+    g = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    idx = topk_mil_reference(score, score, torch.tensor([4, 2]), torch.tensor([9, 5]))[1]
+    torch.library.opcheck(topk_mod._topk_mil_backward_kernel, (g, idx, torch.tensor([4, 2]), 9))
 
 
 @pytest.mark.parametrize("fn", ["mil", "mask"])
@@ -279,3 +298,21 @@ def test_infinities_and_empty_batch(device):
     assert topk_mask(torch.zeros(0, 5, 3, device=device), 2, backend="kernel").shape == (0, 5, 3)
     p, i = topk_mil(torch.zeros(2, 5, 0, device=device), k=2, backend="kernel")
     assert p.shape == (2, 0) and i.shape == (2, 2, 0)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_nan_score_raises(device, backend):
+    s = torch.randn(3, 20, 4, dtype=torch.float64, device=device)
+    s[2, 17, 3] = float("nan")  # past lengths[2]: still an error
+    lengths = torch.tensor([20, 20, 10], device=device)
+    v = torch.randn_like(s)
+    for kw in (dict(k=3), dict(lengths=lengths)):
+        with pytest.raises(ValueError, match="`score`.*NaN"):
+            topk_mil(s, v, backend=backend, **kw)
+        with pytest.raises(ValueError, match="`score`.*NaN"):
+            topk_mask(s, backend=backend, **kw)
+    # NaN in value is not an error: it propagates to the columns that select it
+    s[2, 17, 3] = 0.0
+    v[0, :, 0] = float("nan")
+    p, _ = topk_mil(s, v, k=3, backend=backend)
+    assert bool(p[0, 0].isnan()) and not bool(p[1:].isnan().any())

@@ -15,10 +15,17 @@
 
 namespace sal {
 
-void topk_mil_cpu(ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t pooled,
-                  ptr_t indices, int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype);
-void topk_mask_cpu(ptr_t score, ptr_t kvec, ptr_t lengths, ptr_t mask, int64_t B, int64_t T,
-                   int64_t C, int64_t kmax, int dtype);
+// The CPU kernels also count the NaN scores (all B*T*C of them) while gathering and return
+// that count (outputs are unspecified when it is not 0: the Python front then raises).
+int64_t topk_mil_cpu(ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t pooled,
+                     ptr_t indices, int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype);
+int64_t topk_mask_cpu(ptr_t score, ptr_t kvec, ptr_t lengths, ptr_t mask, int64_t B, int64_t T,
+                      int64_t C, int64_t kmax, int dtype);
+
+// Backward of topk_mil w.r.t. value: grad_value [B, T, C] (fully written) = grad_pooled[b, c]
+// / k_b at t = indices[b, j, c] (j < kmax, t >= 0), 0 elsewhere.
+void topk_mil_backward_cpu(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t grad_value,
+                           int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype);
 
 #ifdef SAL_EXT_WITH_CUDA
 // True when a column (T keys + kmax selected indices) does not fit the kernel's shared memory:
@@ -31,6 +38,9 @@ void topk_mil_cuda(ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t po
 void topk_mask_cuda(ptr_t score, ptr_t kvec, ptr_t lengths, ptr_t mask, int64_t B, int64_t T,
                     int64_t C, int64_t kmax, int dtype, ptr_t ws_keys, ptr_t ws_sel, int device,
                     ptr_t stream);
+void topk_mil_backward_cuda(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t grad_value,
+                            int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype, int device,
+                            ptr_t stream);
 #endif
 
 }  // namespace sal

@@ -5,12 +5,15 @@ column of a [B, T, C] tensor (SAL's MIL and background heads); ``topk_mask`` mar
 steps with ones (SAL's pseudo labels and confidence mask).
 
 Selection order, identical on every backend: higher score first, ties by the lower time index
-(-0.0 equals +0.0; -inf is a valid, lowest score). NaN in ``score`` raises ValueError (checked
-here in the front, before any kernel runs; on CUDA this check synchronises with the device).
+(-0.0 equals +0.0; -inf is a valid, lowest score). NaN anywhere in ``score`` raises ValueError
+naming it, on every backend: the torch and CUDA paths check here in the front before computing
+(one reduction; on CUDA it synchronises with the device); the C++ kernel counts NaN scores in
+its gather pass (free) and the front raises on a non-zero count, discarding the outputs.
 The kernels: C++ (nth_element per column on packed (score, index) keys) and CUDA (one block
 per column: radix select on the order-preserving float bits, ordered tie pass, rank sort of
-the k selected). The backward of ``topk_mil`` (w.r.t. ``value`` only) is a torch scatter of
-upstream / k_b onto the saved indices, on both devices.
+the k selected). The backward of ``topk_mil`` (w.r.t. ``value`` only) writes upstream / k_b at the saved
+indices and zeros elsewhere in one kernel pass (C++; CUDA: memset + scatter kernel), itself a
+custom op whose adjoint (a gather, in torch) makes double backward work.
 """
 from __future__ import annotations
 
@@ -49,8 +52,16 @@ def _check_score(score, op):
     B, T, Cn = score.shape
     if T == 0:
         raise ValueError(f"{op}: `score` has no time steps")
-    if score.numel() and bool(torch.isnan(score).any()):
-        raise ValueError(f"{op}: `score` contains NaN")
+
+
+def _nan_error(op):
+    return ValueError(f"{op}: `score` contains NaN")
+
+
+def _check_no_nan(score, op):
+    # one fast reduction first: the sum is NaN whenever an element is (or on inf + -inf)
+    if score.numel() and bool(torch.isnan(score.sum())) and bool(torch.isnan(score).any()):
+        raise _nan_error(op)
 
 
 def _order(score: torch.Tensor) -> torch.Tensor:
@@ -100,8 +111,10 @@ def _topk_mil_kernel(
     if score.device.type == "cuda":
         extra, keep = _cuda_args(score, kmax)
         args += extra
-    C.call("topk_mil", score.device.type, *args)
+    nans = C.call("topk_mil", score.device.type, *args)
     del keep
+    if nans:  # the CPU kernel counts NaN scores while gathering (see _needs_nan_check)
+        raise _nan_error(_OP)
     return pooled, indices
 
 
@@ -122,7 +135,46 @@ def _topk_mil_backward(ctx, grad_pooled, grad_indices):
     if grad_pooled is None:
         return None, None, None, None, None
     indices, kvec = ctx.saved_tensors
-    return None, _scatter_grad(grad_pooled, indices, kvec, ctx.value_shape), None, None, None
+    grad_value = _topk_mil_backward_kernel(grad_pooled.contiguous(), indices, kvec, ctx.value_shape[1])
+    return None, grad_value, None, None, None
+
+
+@torch.library.custom_op("sal_ext::topk_mil_backward", mutates_args=())
+def _topk_mil_backward_kernel(
+    grad_pooled: torch.Tensor, indices: torch.Tensor, kvec: Optional[torch.Tensor], T: int
+) -> torch.Tensor:
+    """One kernel pass writes the whole gradient: grad/k_b at the indices, zeros elsewhere."""
+    B, kmax, Cn = indices.shape
+    grad_value = grad_pooled.new_empty((B, T, Cn))
+    args = (C.ptr(grad_pooled), C.ptr(indices), _opt_ptr(kvec), C.ptr(grad_value), B, T, Cn, kmax,
+            C.dtype_code(grad_pooled))
+    if grad_pooled.device.type == "cuda":
+        args += (C.device_index(grad_pooled), C.stream_of(grad_pooled))
+    C.call("topk_mil_backward", grad_pooled.device.type, *args)
+    return grad_value
+
+
+@_topk_mil_backward_kernel.register_fake
+def _(grad_pooled, indices, kvec, T):
+    B, kmax, Cn = indices.shape
+    return grad_pooled.new_empty((B, T, Cn))
+
+
+def _backward_setup(ctx, inputs, output):
+    _, indices, kvec, _ = inputs
+    ctx.save_for_backward(indices, kvec)
+
+
+def _backward_backward(ctx, gg):
+    # the backward is linear in grad_pooled: its adjoint gathers gg at the indices, / k_b
+    indices, kvec = ctx.saved_tensors
+    valid = (indices >= 0).to(gg.dtype)
+    picked = torch.gather(gg, 1, indices.clamp(min=0)) * valid
+    k = indices.shape[1] if kvec is None else kvec[:, None].to(gg.dtype)
+    return picked.sum(1) / k, None, None, None
+
+
+_topk_mil_backward_kernel.register_autograd(_backward_backward, setup_context=_backward_setup)
 
 
 def _scatter_grad(grad_pooled, indices, kvec, value_shape):
@@ -184,7 +236,10 @@ def topk_mil(
         kmax = kk if isinstance(kk, int) else max(1, T // r)
         return value.new_zeros((0, Cn)), torch.zeros((0, kmax, Cn), dtype=torch.int64, device=score.device)
     if not C.use_kernel(_OP, "topk_mil", score.device, backend):
+        _check_no_nan(score, _OP)
         return topk_mil_reference(score.detach(), value, kk, lengths)
+    if score.device.type != "cpu":
+        _check_no_nan(score, _OP)
     kmax, kvec = _split_k(kk)
     return _topk_mil_kernel(score.detach(), value, kmax, kvec, lengths)
 
@@ -222,8 +277,10 @@ def _topk_mask_kernel(
     if score.device.type == "cuda":
         extra, keep = _cuda_args(score, kmax)
         args += extra
-    C.call("topk_mask", score.device.type, *args)
+    nans = C.call("topk_mask", score.device.type, *args)
     del keep
+    if nans:
+        raise _nan_error("topk_mask")
     return mask
 
 
@@ -253,7 +310,10 @@ def topk_mask(
     if B == 0:
         return torch.zeros_like(score)
     if not C.use_kernel(op, "topk_mask", score.device, backend):
+        _check_no_nan(score, op)
         return topk_mask_reference(score.detach(), kk, lengths)
+    if score.device.type != "cpu":
+        _check_no_nan(score, op)
     kmax, kvec = _split_k(kk)
     return _topk_mask_kernel(score.detach(), kmax, kvec, lengths)
 

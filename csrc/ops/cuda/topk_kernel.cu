@@ -233,6 +233,24 @@ void launch(const char* op, ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths,
   SAL_CUDA_CHECK_LAUNCH(op);
 }
 
+// grad_value (zeroed before) at the selected steps: one thread per (b, j, c).
+template <typename scalar_t>
+__global__ void topk_backward_kernel(const scalar_t* __restrict__ g,
+                                     const int64_t* __restrict__ indices,
+                                     const int64_t* __restrict__ kvec, scalar_t* __restrict__ gv,
+                                     int64_t B, int64_t T, int64_t C, int64_t kmax) {
+  const int64_t n = B * kmax * C;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = indices[i];
+    if (t < 0 || t >= T) continue;
+    const int64_t b = i / (kmax * C);
+    const int64_t c = i % C;
+    const scalar_t k = static_cast<scalar_t>(kvec != nullptr ? kvec[b] : kmax);
+    gv[(b * T + t) * C + c] = g[b * C + c] / k;
+  }
+}
+
 }  // namespace
 
 bool topk_needs_workspace_cuda(int64_t T, int64_t kmax, int dtype) {
@@ -256,6 +274,26 @@ void topk_mask_cuda(ptr_t score, ptr_t kvec, ptr_t lengths, ptr_t mask, int64_t 
     launch<scalar_t>("topk_mask", score, 0, kvec, lengths, 0, 0, mask, B, T, C, kmax, dtype,
                      ws_keys, ws_sel, device, stream);
   });
+}
+
+void topk_mil_backward_cuda(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t grad_value,
+                            int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype, int device,
+                            ptr_t stream) {
+  if (B * T * C == 0) return;
+  set_device(device, "topk_mil");
+  const int64_t esize = dtype == kFloat64 ? 8 : 4;
+  SAL_CUDA_CHECK(cudaMemsetAsync(as_ptr<void>(grad_value), 0, static_cast<size_t>(B * T * C * esize),
+                                 as_stream(stream)), "topk_mil");
+  const int64_t n = B * kmax * C;
+  if (n == 0) return;
+  const int threads = 256;
+  const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(n, threads), 65535LL * 8));
+  SAL_DISPATCH_FLOAT(dtype, "topk_mil", [&] {
+    topk_backward_kernel<scalar_t><<<blocks, threads, 0, as_stream(stream)>>>(
+        as_ptr<const scalar_t>(grad_pooled), as_ptr<const int64_t>(indices),
+        as_ptr<const int64_t>(kvec), as_ptr<scalar_t>(grad_value), B, T, C, kmax);
+  });
+  SAL_CUDA_CHECK_LAUNCH("topk_mil");
 }
 
 }  // namespace sal
