@@ -32,12 +32,14 @@ void topk_mil_backward_cpu(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t g
 // then the caller passes global workspaces ws_keys ([B*C, T] of 4-byte keys for float32,
 // 8-byte keys for float64) and ws_sel (int32 [B*C, kmax]); otherwise both are 0.
 bool topk_needs_workspace_cuda(int64_t T, int64_t kmax, int dtype);
+// nan_flag: device int32 [1], zeroed here (stream-ordered) and set to 1 by the kernel when any
+// of the B*T*C scores is NaN (outputs are then unspecified: the Python front raises).
 void topk_mil_cuda(ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t pooled,
                    ptr_t indices, int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype,
-                   ptr_t ws_keys, ptr_t ws_sel, int device, ptr_t stream);
+                   ptr_t ws_keys, ptr_t ws_sel, ptr_t nan_flag, int device, ptr_t stream);
 void topk_mask_cuda(ptr_t score, ptr_t kvec, ptr_t lengths, ptr_t mask, int64_t B, int64_t T,
-                    int64_t C, int64_t kmax, int dtype, ptr_t ws_keys, ptr_t ws_sel, int device,
-                    ptr_t stream);
+                    int64_t C, int64_t kmax, int dtype, ptr_t ws_keys, ptr_t ws_sel,
+                    ptr_t nan_flag, int device, ptr_t stream);
 void topk_mil_backward_cuda(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t grad_value,
                             int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype, int device,
                             ptr_t stream);

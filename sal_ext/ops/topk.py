@@ -6,9 +6,10 @@ steps with ones (SAL's pseudo labels and confidence mask).
 
 Selection order, identical on every backend: higher score first, ties by the lower time index
 (-0.0 equals +0.0; -inf is a valid, lowest score). NaN anywhere in ``score`` raises ValueError
-naming it, on every backend: the torch and CUDA paths check here in the front before computing
-(one reduction; on CUDA it synchronises with the device); the C++ kernel counts NaN scores in
-its gather pass (free) and the front raises on a non-zero count, discarding the outputs.
+naming it, on every backend: the torch path checks here in the front before computing (one
+reduction); the C++ and CUDA kernels detect NaN scores in their gather pass (free) and the front
+raises on their flag, discarding the outputs (on CUDA reading the flag synchronises with the
+device, after the kernel, so no GPU time is lost to the check).
 The kernels: C++ (nth_element per column on packed (score, index) keys) and CUDA (one block
 per column: radix select on the order-preserving float bits, ordered tie pass, rank sort of
 the k selected). The backward of ``topk_mil`` (w.r.t. ``value`` only) writes upstream / k_b at the saved
@@ -82,17 +83,18 @@ def _opt_ptr(t):
 
 
 def _cuda_args(score, kmax):
-    """(ws_keys, ws_sel, device, stream) arguments and the workspaces to keep alive."""
+    """(ws_keys, ws_sel, nan_flag, device, stream) arguments, the NaN flag and the workspaces."""
     B, T, Cn = score.shape
     keep = ()
     ws = (0, 0)
+    nan_flag = torch.empty(1, dtype=torch.int32, device=score.device)
     if _FORCE_CUDA_WORKSPACE or C.call("topk_needs_workspace", "cuda", T, kmax, C.dtype_code(score)):
         key_dtype = torch.int32 if score.dtype == torch.float32 else torch.int64
         ws_keys = torch.empty((B * Cn, T), dtype=key_dtype, device=score.device)
         ws_sel = torch.empty((B * Cn, kmax), dtype=torch.int32, device=score.device)
         keep = (ws_keys, ws_sel)
         ws = (C.ptr(ws_keys), C.ptr(ws_sel))
-    return ws + (C.device_index(score), C.stream_of(score)), keep
+    return ws + (C.ptr(nan_flag), C.device_index(score), C.stream_of(score)), nan_flag, keep
 
 
 # ---- topk_mil custom op -------------------------------------------------------------------
@@ -107,13 +109,14 @@ def _topk_mil_kernel(
     indices = torch.empty((B, kmax, Cn), dtype=torch.int64, device=score.device)
     args = (C.ptr(score), C.ptr(value), _opt_ptr(kvec), _opt_ptr(lengths), C.ptr(pooled),
             C.ptr(indices), B, T, Cn, kmax, C.dtype_code(score))
-    keep = ()
     if score.device.type == "cuda":
-        extra, keep = _cuda_args(score, kmax)
-        args += extra
-    nans = C.call("topk_mil", score.device.type, *args)
-    del keep
-    if nans:  # the CPU kernel counts NaN scores while gathering (see _needs_nan_check)
+        extra, nan_flag, keep = _cuda_args(score, kmax)
+        C.call("topk_mil", "cuda", *(args + extra))
+        nans = nan_flag.item()  # synchronises: after the kernel, so the GPU never idles for it
+        del keep  # the workspaces lived until the kernel finished
+    else:
+        nans = C.call("topk_mil", "cpu", *args)
+    if nans:  # the kernels flag NaN scores while gathering; outputs are discarded
         raise _nan_error(_OP)
     return pooled, indices
 
@@ -238,8 +241,6 @@ def topk_mil(
     if not C.use_kernel(_OP, "topk_mil", score.device, backend):
         _check_no_nan(score, _OP)
         return topk_mil_reference(score.detach(), value, kk, lengths)
-    if score.device.type != "cpu":
-        _check_no_nan(score, _OP)
     kmax, kvec = _split_k(kk)
     return _topk_mil_kernel(score.detach(), value, kmax, kvec, lengths)
 
@@ -273,12 +274,13 @@ def _topk_mask_kernel(
     mask = torch.empty_like(score)
     args = (C.ptr(score), _opt_ptr(kvec), _opt_ptr(lengths), C.ptr(mask), B, T, Cn, kmax,
             C.dtype_code(score))
-    keep = ()
     if score.device.type == "cuda":
-        extra, keep = _cuda_args(score, kmax)
-        args += extra
-    nans = C.call("topk_mask", score.device.type, *args)
-    del keep
+        extra, nan_flag, keep = _cuda_args(score, kmax)
+        C.call("topk_mask", "cuda", *(args + extra))
+        nans = nan_flag.item()
+        del keep
+    else:
+        nans = C.call("topk_mask", "cpu", *args)
     if nans:
         raise _nan_error("topk_mask")
     return mask
@@ -312,8 +314,6 @@ def topk_mask(
     if not C.use_kernel(op, "topk_mask", score.device, backend):
         _check_no_nan(score, op)
         return topk_mask_reference(score.detach(), kk, lengths)
-    if score.device.type != "cpu":
-        _check_no_nan(score, op)
     kmax, kvec = _split_k(kk)
     return _topk_mask_kernel(score.detach(), kmax, kvec, lengths)
 

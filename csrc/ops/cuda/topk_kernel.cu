@@ -1,4 +1,5 @@
 // CUDA top-k selection: one 256-thread block per (b, c) column.
+//  0. (NaN in the column sets a device flag that the Python front reads after the launch)
 //  1. the column's first n_b scores become order-preserving unsigned keys (sign bit flipped,
 //     -0.0 mapped like +0.0) in shared memory (or in a global workspace for long columns);
 //  2. radix select, 8 bits per pass (4 passes for float32, 8 for float64): a shared-memory
@@ -56,7 +57,8 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
             const int64_t* __restrict__ kvec, const int64_t* __restrict__ lengths,
             scalar_t* __restrict__ pooled, int64_t* __restrict__ indices,
             scalar_t* __restrict__ mask, int64_t T, int64_t C, int64_t kmax,
-            typename KeyOf<scalar_t>::type* __restrict__ ws_keys, int* __restrict__ ws_sel) {
+            typename KeyOf<scalar_t>::type* __restrict__ ws_keys, int* __restrict__ ws_sel,
+            int* __restrict__ nan_flag) {
   using key_t = typename KeyOf<scalar_t>::type;
   constexpr int kBits = KeyOf<scalar_t>::bits;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -98,9 +100,19 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
     sel = reinterpret_cast<int*>(smem_raw + round_up(T * static_cast<int64_t>(sizeof(key_t)), 16));
   }
 
-  // 1. keys of the column
+  // 1. keys of the column; NaN anywhere in the column (also past n) raises the flag
   const scalar_t* scol = score + b * T * C + c;
-  for (int t = tid; t < n; t += kThreads) keys[t] = to_key(scol[static_cast<int64_t>(t) * C]);
+  bool has_nan = false;
+  for (int t = tid; t < n; t += kThreads) {
+    const scalar_t x = scol[static_cast<int64_t>(t) * C];
+    has_nan |= (x != x);
+    keys[t] = to_key(x);
+  }
+  for (int64_t t = n + tid; t < T; t += kThreads) {
+    const scalar_t x = scol[t * C];
+    has_nan |= (x != x);
+  }
+  if (has_nan) atomicOr(nan_flag, 1);
 
   // 2. radix select of the k-th largest key
   key_t desired = 0, dmask = 0;
@@ -212,9 +224,13 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
 template <typename scalar_t>
 void launch(const char* op, ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t pooled,
             ptr_t indices, ptr_t mask, int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype,
-            ptr_t ws_keys, ptr_t ws_sel, int device, ptr_t stream) {
+            ptr_t ws_keys, ptr_t ws_sel, ptr_t nan_flag, int device, ptr_t stream) {
   using key_t = typename KeyOf<scalar_t>::type;
   const int64_t cols = B * C;
+  if (nan_flag == 0) fail(op, "nan_flag is required");
+  set_device(device, op);
+  // the flag is zeroed even when there is nothing to do, so the front always reads a value
+  SAL_CUDA_CHECK(cudaMemsetAsync(as_ptr<void>(nan_flag), 0, sizeof(int), as_stream(stream)), op);
   if (cols == 0) return;
   if (T < 1 || T > (int64_t(1) << 30)) fail(op, "T must be in 1..2^30");
   if (kmax < 1 || kmax > T) fail(op, "kmax must be in 1..T");
@@ -223,13 +239,12 @@ void launch(const char* op, ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths,
   if (use_ws && ws_sel == 0) fail(op, "ws_keys given without ws_sel");
   const int64_t smem = use_ws ? 0 : smem_bytes(T, kmax, dtype);
   if (smem > kSmemBudget) fail(op, "column too long for shared memory: pass workspaces");
-  set_device(device, op);
   topk_kernel<scalar_t><<<static_cast<unsigned int>(cols), kThreads, static_cast<size_t>(smem),
                           as_stream(stream)>>>(
       as_ptr<const scalar_t>(score), as_ptr<const scalar_t>(value),
       as_ptr<const int64_t>(kvec), as_ptr<const int64_t>(lengths), as_ptr<scalar_t>(pooled),
       as_ptr<int64_t>(indices), as_ptr<scalar_t>(mask), T, C, kmax, as_ptr<key_t>(ws_keys),
-      as_ptr<int>(ws_sel));
+      as_ptr<int>(ws_sel), as_ptr<int>(nan_flag));
   SAL_CUDA_CHECK_LAUNCH(op);
 }
 
@@ -259,20 +274,20 @@ bool topk_needs_workspace_cuda(int64_t T, int64_t kmax, int dtype) {
 
 void topk_mil_cuda(ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t pooled,
                    ptr_t indices, int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype,
-                   ptr_t ws_keys, ptr_t ws_sel, int device, ptr_t stream) {
+                   ptr_t ws_keys, ptr_t ws_sel, ptr_t nan_flag, int device, ptr_t stream) {
   if (pooled == 0 || indices == 0 || value == 0) fail("topk_mil", "null output or value pointer");
   SAL_DISPATCH_FLOAT(dtype, "topk_mil", [&] {
     launch<scalar_t>("topk_mil", score, value, kvec, lengths, pooled, indices, 0, B, T, C, kmax,
-                     dtype, ws_keys, ws_sel, device, stream);
+                     dtype, ws_keys, ws_sel, nan_flag, device, stream);
   });
 }
 
 void topk_mask_cuda(ptr_t score, ptr_t kvec, ptr_t lengths, ptr_t mask, int64_t B, int64_t T,
-                    int64_t C, int64_t kmax, int dtype, ptr_t ws_keys, ptr_t ws_sel, int device,
-                    ptr_t stream) {
+                    int64_t C, int64_t kmax, int dtype, ptr_t ws_keys, ptr_t ws_sel,
+                    ptr_t nan_flag, int device, ptr_t stream) {
   SAL_DISPATCH_FLOAT(dtype, "topk_mask", [&] {
     launch<scalar_t>("topk_mask", score, 0, kvec, lengths, 0, 0, mask, B, T, C, kmax, dtype,
-                     ws_keys, ws_sel, device, stream);
+                     ws_keys, ws_sel, nan_flag, device, stream);
   });
 }
 
