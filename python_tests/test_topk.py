@@ -316,3 +316,20 @@ def test_nan_score_raises(device, backend):
     v[0, :, 0] = float("nan")
     p, _ = topk_mil(s, v, k=3, backend=backend)
     assert bool(p[0, 0].isnan()) and not bool(p[1:].isnan().any())
+
+
+def test_torch_compile_uses_custom_ops():
+    score = torch.randn(2, 30, 3, dtype=torch.float64)
+    value = torch.randn(2, 30, 3, dtype=torch.float64, requires_grad=True)
+
+    def fn(s, v):
+        pooled, idx = topk_mil(s, v, k=4, backend="kernel")
+        return pooled.sum() + topk_mask(s, 5, backend="kernel").sum(), idx
+
+    out, idx = torch.compile(fn, backend="aot_eager", fullgraph=True)(score, value)
+    (g,) = torch.autograd.grad(out, value)
+    want_out, want_idx = fn(score, value)
+    (want_g,) = torch.autograd.grad(want_out, value)
+    assert torch.equal(idx, want_idx)
+    torch.testing.assert_close(out, want_out)
+    torch.testing.assert_close(g, want_g)
