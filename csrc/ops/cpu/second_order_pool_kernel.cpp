@@ -75,7 +75,7 @@ struct Micro {
       const S* ak = a + k * MR;
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) {
-        const V ar = V{} + ak[r];
+        const V ar = ak[r] - V{};  // broadcast (x - 0 folds to x; x + 0 would not)
         acc0[r] += ar * b0;
         acc1[r] += ar * b1;
       }
@@ -146,21 +146,26 @@ S row_mean(const S* row, int64_t len) {
 }
 
 // Packs rows [r0, r0 + kTB) of one video (row stride T), its first `len` steps, minus `mean`
-// (null: none) into groups of W rows laid out [group][t][W]; rows >= D become zeros.
+// (null: none; indexed by row - r0) into groups of W rows laid out [group][t][W]; rows >= D
+// become zeros. Blocked over t so the written lines stay in L1 while the W rows are read.
 template <typename S>
 void pack_rows(const S* xb, int64_t D, int64_t T, int64_t r0, int64_t len, const S* mean, int W,
                S* out) {
+  constexpr int64_t kTBlk = 32;
   for (int g = 0; g < kTB / W; ++g) {
     S* og = out + (int64_t)g * len * W;
-    for (int w = 0; w < W; ++w) {
-      const int64_t row = r0 + g * W + w;
-      if (row >= D) {
-        for (int64_t t = 0; t < len; ++t) og[t * W + w] = S(0);
-        continue;
+    for (int64_t t0 = 0; t0 < len; t0 += kTBlk) {
+      const int64_t t1 = std::min(len, t0 + kTBlk);
+      for (int w = 0; w < W; ++w) {
+        const int64_t row = r0 + g * W + w;
+        if (row >= D) {
+          for (int64_t t = t0; t < t1; ++t) og[t * W + w] = S(0);
+          continue;
+        }
+        const S* xr = xb + row * T;
+        const S m = mean ? mean[g * W + w] : S(0);
+        for (int64_t t = t0; t < t1; ++t) og[t * W + w] = xr[t] - m;
       }
-      const S* xr = xb + row * T;
-      const S m = mean ? mean[g * W + w] : S(0);
-      for (int64_t t = 0; t < len; ++t) og[t * W + w] = xr[t] - m;
     }
   }
 }
@@ -194,84 +199,90 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
   using M = Micro<S>;
   constexpr int MR = M::MR, NR = M::NR;
   const int64_t nT = (D + kTB - 1) / kTB;
-  std::vector<std::pair<int64_t, int64_t>> tiles;
-  for (int64_t i = 0; i < nT; ++i)
-    for (int64_t j = i; j < nT; ++j) tiles.emplace_back(i, j);
-  const int64_t ntiles = (int64_t)tiles.size();
   const int64_t DD = D * D;
-  std::vector<double> partial(B * ntiles, 0.0);
+  std::vector<double> partial(B * nT, 0.0);
 
+  // Work item (b, I): the row of tiles (I, J >= I). Each worker keeps the whole video packed in
+  // the NR layout (the J panels) and repacks it only when its video changes; the MR-layout
+  // panel of the I rows is packed per item.
   struct Scratch {
-    std::vector<S> ap, bp, ct, mi, mj;
+    std::vector<S> ap, bp, ct, mean;
+    int64_t packed_b = -1;
   };
   dynamic_for(
-      B * ntiles, B * D * D * T / 2,
+      B * nT, B * D * D * T / 2,
       [&] {
-        return Scratch{std::vector<S>(kTB * T), std::vector<S>(kTB * T),
-                       std::vector<S>(kTB * kTB), std::vector<S>(kTB), std::vector<S>(kTB)};
+        return Scratch{std::vector<S>(kTB * T), std::vector<S>(nT * kTB * T),
+                       std::vector<S>(kTB * kTB), std::vector<S>(nT * kTB, S(0)), -1};
       },
       [&](int64_t task, Scratch& sc) {
-        const int64_t b = task / ntiles;
-        const int64_t I = tiles[task % ntiles].first, J = tiles[task % ntiles].second;
+        const int64_t b = task / nT, I = task % nT;
         const int64_t len = lengths ? lengths[b] : T;
         const S* xb = x + b * D * T;
-        const int64_t i0 = I * kTB, j0 = J * kTB;
-        const int64_t ri = std::min<int64_t>(kTB, D - i0), rj = std::min<int64_t>(kTB, D - j0);
-        const bool diag = I == J;
-        if (center) {
-          for (int64_t r = 0; r < ri; ++r) sc.mi[r] = row_mean(xb + (i0 + r) * T, len);
-          for (int64_t r = 0; r < rj; ++r) sc.mj[r] = row_mean(xb + (j0 + r) * T, len);
-        }
+        const int64_t i0 = I * kTB, ri = std::min<int64_t>(kTB, D - i0);
         S* ap = sc.ap.data();
         S* bp = sc.bp.data();
         S* ct = sc.ct.data();
-        pack_rows(xb, D, T, i0, len, center ? sc.mi.data() : nullptr, MR, ap);
-        pack_rows(xb, D, T, j0, len, center ? sc.mj.data() : nullptr, NR, bp);
-        for (int64_t k0 = 0; k0 < len; k0 += kKC) {
-          const int64_t kc = std::min(kKC, len - k0);
-          for (int64_t h = 0; h * NR < rj; ++h) {
-            for (int64_t g = 0; g * MR < ri; ++g) {
-              if (diag && g * MR >= (h + 1) * NR) break;  // block entirely below the diagonal
-              M::run(kc, ap + g * len * MR + k0 * MR, bp + h * len * NR + k0 * NR,
-                     ct + g * MR * kTB + h * NR, kTB, k0 > 0);
+        const S* mean = center ? sc.mean.data() : nullptr;
+        if (sc.packed_b != b) {
+          if (center)
+            for (int64_t r = 0; r < D; ++r) sc.mean[r] = row_mean(xb + r * T, len);
+          for (int64_t J = 0; J < nT; ++J)
+            pack_rows(xb, D, T, J * kTB, len, mean ? mean + J * kTB : nullptr, NR,
+                      bp + J * kTB * len);
+          sc.packed_b = b;
+        }
+        pack_rows(xb, D, T, i0, len, mean ? mean + i0 : nullptr, MR, ap);
+        const S s = scale_of<S>(scale_mode, len);
+        const S e = eps;
+        S* yb = y + b * DD;
+        double total = 0;
+        for (int64_t J = I; J < nT; ++J) {
+          const int64_t j0 = J * kTB, rj = std::min<int64_t>(kTB, D - j0);
+          const bool diag = I == J;
+          const S* bJ = bp + J * kTB * len;
+          for (int64_t k0 = 0; k0 < len; k0 += kKC) {
+            const int64_t kc = std::min(kKC, len - k0);
+            for (int64_t h = 0; h * NR < rj; ++h) {
+              for (int64_t g = 0; g * MR < ri; ++g) {
+                if (diag && g * MR >= (h + 1) * NR) break;  // block entirely below the diagonal
+                M::run(kc, ap + g * len * MR + k0 * MR, bJ + h * len * NR + k0 * NR,
+                       ct + g * MR * kTB + h * NR, kTB, k0 > 0);
+              }
             }
           }
-        }
-        // epilogue: scale, signed sqrt, both mirror tiles, sum of squares
-        const S s = scale_of<S>(scale_mode, len);
-        double total = 0;
-        S* yb = y + b * DD;
-        const S e = eps;
-        for (int64_t i = 0; i < ri; ++i) {
-          S* __restrict ci = ct + i * kTB;
-          S* __restrict yrow = yb + (i0 + i) * D + j0;
-          const int64_t jb = diag ? i : 0;
-          using V = typename M::V;
-          constexpr int L = M::L;
-          V vss = V{};
-          int64_t j = jb;
-          for (; j + L <= rj; j += L) {
-            const V h = vsigned_sqrt(M::load(ci + j) * s, e);
-            M::store(ci + j, h);
-            M::store(yrow + j, h);
-            vss += h * h;
+          // epilogue: scale, signed sqrt, both mirror tiles, sum of squares
+          for (int64_t i = 0; i < ri; ++i) {
+            S* __restrict ci = ct + i * kTB;
+            S* __restrict yrow = yb + (i0 + i) * D + j0;
+            const int64_t jb = diag ? i : 0;
+            using V = typename M::V;
+            constexpr int L = M::L;
+            V vss = V{};
+            int64_t j = jb;
+            for (; j + L <= rj; j += L) {
+              const V h = vsigned_sqrt(M::load(ci + j) * s, e);
+              M::store(ci + j, h);
+              M::store(yrow + j, h);
+              vss += h * h;
+            }
+            S rowss = 0;
+            for (; j < rj; ++j) {
+              const S h = signed_sqrt(ci[j] * s, e);
+              ci[j] = h;
+              yrow[j] = h;
+              rowss += h * h;
+            }
+            for (int l = 0; l < L; ++l) rowss += vss[l];
+            double t = 2.0 * (double)rowss;
+            if (diag) t -= (double)ci[i] * (double)ci[i];
+            total += t;
           }
-          S rowss = 0;
-          for (; j < rj; ++j) {
-            const S h = signed_sqrt(ci[j] * s, e);
-            ci[j] = h;
-            yrow[j] = h;
-            rowss += h * h;
+          for (int64_t j = 0; j < rj; ++j) {
+            S* yrow = yb + (j0 + j) * D + i0;
+            const int64_t ie = diag ? j : ri;
+            for (int64_t i = 0; i < ie; ++i) yrow[i] = ct[i * kTB + j];
           }
-          for (int l = 0; l < L; ++l) rowss += vss[l];
-          double t = 2.0 * (double)rowss;
-          if (diag) t -= (double)ci[i] * (double)ci[i];
-          total += t;
-        }
-        for (int64_t j = 0; j < rj; ++j) {
-          S* yrow = yb + (j0 + j) * D + i0;
-          const int64_t ie = diag ? j : ri;
-          for (int64_t i = 0; i < ie; ++i) yrow[i] = ct[i * kTB + j];
         }
         partial[task] = total;
       });
@@ -280,7 +291,7 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
   std::vector<S> den(B);
   for (int64_t b = 0; b < B; ++b) {
     double ss = 0;
-    for (int64_t p = 0; p < ntiles; ++p) ss += partial[b * ntiles + p];
+    for (int64_t p = 0; p < nT; ++p) ss += partial[b * nT + p];
     norm[b] = static_cast<S>(std::sqrt(ss));
     den[b] = std::max(norm[b], S(1e-12));
   }
@@ -324,12 +335,13 @@ void backward_impl(const S* x, const int64_t* lengths, const S* y, const S* norm
   });
 
   struct Scratch {
-    std::vector<S> ap, bs, cs;
+    std::vector<S> ap, bs, cs, qr, qc;
   };
   dynamic_for(
       B * nT, B * D * D * T,
       [&] {
-        return Scratch{std::vector<S>(kTB * D), std::vector<S>(D * NR), std::vector<S>(kTB * NR)};
+        return Scratch{std::vector<S>(kTB * D), std::vector<S>(D * NR), std::vector<S>(kTB * NR),
+                       std::vector<S>(kTB * D), std::vector<S>(D * kTB)};
       },
       [&](int64_t task, Scratch& sc) {
         const int64_t b = task / nT, I = task % nT;
@@ -345,30 +357,29 @@ void backward_impl(const S* x, const int64_t* lengths, const S* y, const S* norm
         const S den = normalize ? std::max(nb, S(1e-12)) : S(1);
         const S proj = (normalize && nb >= S(1e-12)) ? static_cast<S>(dot[b]) : S(0);
         const S coef = scale_of<S>(scale_mode, len) * S(0.5) / (den * den);
-        auto q = [proj](S yv, S dv) -> S {
-          return yv != S(0) ? (dv - yv * proj) / std::abs(yv) : S(0);
+        // q(i, k) = (dy - y * proj) / |y|, 0 where y == 0; branch-free so that it vectorises
+        auto q_row = [proj](const S* __restrict yr, const S* __restrict dr, S* __restrict out,
+                            int64_t n) {
+          for (int64_t k = 0; k < n; ++k) {
+            const S yv = yr[k];
+            const S d = yv != S(0) ? std::abs(yv) : S(1);
+            const S v = (dr[k] - yv * proj) / d;
+            out[k] = yv != S(0) ? v : S(0);
+          }
         };
-        // A panels [g][k][MR] of Gs[i, k] = coef * (q(i, k) + q(k, i)), i in this block
+        S* qr = sc.qr.data();  // [kTB][D]: q(i, k) for the block's rows i
+        S* qc = sc.qc.data();  // [D][kTB]: q(k, i) for the block's columns i
+        for (int64_t ii = 0; ii < ri; ++ii) q_row(yb + (i0 + ii) * D, db + (i0 + ii) * D, qr + ii * D, D);
+        for (int64_t k = 0; k < D; ++k) q_row(yb + k * D + i0, db + k * D + i0, qc + k * kTB, ri);
+        // A panels [g][k][MR] of Gs[i, k] = coef * (q(i, k) + q(k, i)); rows i >= D are zero
         S* ap = sc.ap.data();
         for (int64_t g = 0; g < kTB / MR; ++g) {
-          for (int r = 0; r < MR; ++r) {
-            S* dst = ap + g * D * MR + r;
-            const int64_t i = i0 + g * MR + r;
-            if (i >= D) {
-              for (int64_t k = 0; k < D; ++k) dst[k * MR] = S(0);
-              continue;
+          S* ag = ap + g * D * MR;
+          for (int64_t k = 0; k < D; ++k) {
+            for (int r = 0; r < MR; ++r) {
+              const int64_t ii = g * MR + r;
+              ag[k * MR + r] = ii < ri ? coef * (qr[ii * D + k] + qc[k * kTB + ii]) : S(0);
             }
-            const S* yr = yb + i * D;
-            const S* dr = db + i * D;
-            for (int64_t k = 0; k < D; ++k) dst[k * MR] = q(yr[k], dr[k]);
-          }
-        }
-        for (int64_t k = 0; k < D; ++k) {
-          const S* yr = yb + k * D + i0;
-          const S* dr = db + k * D + i0;
-          for (int64_t ii = 0; ii < ri; ++ii) {
-            S& a = ap[(ii / MR) * D * MR + k * MR + ii % MR];
-            a = (a + q(yr[ii], dr[ii])) * coef;
           }
         }
         // dX[i, t] = sum_k Gs[i, k] Xc[k, t], one NR-wide strip of t at a time
