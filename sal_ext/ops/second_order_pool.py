@@ -5,7 +5,8 @@ then L2 normalisation of each flattened row, as the reference ``BilinearPooling`
 """
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,90 @@ from . import _common as C
 
 _OP = "second_order_pool"
 SCALES = ("sal", "mean")
+
+
+# ---- kernel path: custom ops (forward saves y and the row norms for the backward) ----------
+
+def _lengths_ptr(lengths: Optional[torch.Tensor]) -> int:
+    return C.ptr(lengths) if lengths is not None else 0
+
+
+@torch.library.custom_op("sal_ext::second_order_pool_fwd", mutates_args=())
+def _sop_forward(
+    x: torch.Tensor, lengths: Optional[torch.Tensor], scale_mode: int, center: bool, eps: float,
+    normalize: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    B, D, T = x.shape
+    y = x.new_empty(B, D * D)
+    norm = x.new_empty(B)
+    if x.device.type == "cuda":
+        mean = x.new_empty(B * D if center else 1)
+        acc = torch.empty(B, dtype=torch.float64, device=x.device)
+        C.call("second_order_pool_forward", "cuda", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+               C.ptr(norm), C.ptr(mean), C.ptr(acc), B, D, T, scale_mode, center, eps, normalize,
+               C.dtype_code(x), C.device_index(x), C.stream_of(x))
+    else:
+        C.call("second_order_pool_forward", "cpu", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+               C.ptr(norm), B, D, T, scale_mode, center, eps, normalize, C.dtype_code(x))
+    return y, norm
+
+
+@_sop_forward.register_fake
+def _(x, lengths, scale_mode, center, eps, normalize):
+    B, D, _ = x.shape
+    return x.new_empty(B, D * D), x.new_empty(B)
+
+
+@torch.library.custom_op("sal_ext::second_order_pool_bwd", mutates_args=())
+def _sop_backward(
+    grad: torch.Tensor, x: torch.Tensor, lengths: Optional[torch.Tensor], y: torch.Tensor,
+    norm: torch.Tensor, scale_mode: int, center: bool, normalize: bool,
+) -> torch.Tensor:
+    B, D, T = x.shape
+    grad = grad.contiguous()
+    dx = torch.empty_like(x)
+    if x.device.type == "cuda":
+        mean = x.new_empty(B * D if center else 1)
+        acc = torch.empty(B, dtype=torch.float64, device=x.device)
+        sym = x.new_empty(B, D, D)
+        C.call("second_order_pool_backward", "cuda", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+               C.ptr(norm), C.ptr(grad), C.ptr(dx), C.ptr(mean), C.ptr(acc), C.ptr(sym), B, D, T,
+               scale_mode, center, normalize, C.dtype_code(x), C.device_index(x), C.stream_of(x))
+    else:
+        C.call("second_order_pool_backward", "cpu", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+               C.ptr(norm), C.ptr(grad), C.ptr(dx), B, D, T, scale_mode, center, normalize,
+               C.dtype_code(x))
+    return dx
+
+
+@_sop_backward.register_fake
+def _(grad, x, lengths, y, norm, scale_mode, center, normalize):
+    return torch.empty_like(x)
+
+
+def _sop_setup(ctx, inputs, output):
+    x, lengths, scale_mode, center, eps, normalize = inputs
+    y, norm = output
+    ctx.save_for_backward(x, lengths, y, norm)
+    ctx.opts = (scale_mode, center, normalize)
+    ctx.mark_non_differentiable(norm)
+
+
+def _sop_grad(ctx, grad_y, grad_norm):
+    # grad_norm is ignored: `norm` is an auxiliary output the public function never returns.
+    x, lengths, y, norm = ctx.saved_tensors
+    dx = None
+    if ctx.needs_input_grad[0]:
+        if grad_y is None:
+            grad_y = torch.zeros_like(y)
+        dx = _sop_backward(grad_y, x, lengths, y, norm, *ctx.opts)
+    return dx, None, None, None, None, None
+
+
+_sop_forward.register_autograd(_sop_grad, setup_context=_sop_setup)
+
+
+# ---- public front ----------------------------------------------------------------------
 
 
 def second_order_pool(
@@ -48,7 +133,19 @@ def second_order_pool(
     if scale not in SCALES:
         raise ValueError(f"{_OP}: `scale` must be one of {SCALES}, got {scale!r}")
     lengths = C.check_lengths(lengths, "lengths", _OP, B, T, x.device)
-    return second_order_pool_reference(x, lengths, scale=scale, center=center, eps=eps, normalize=normalize)
+    if not isinstance(center, bool):
+        raise TypeError(f"{_OP}: `center` must be a bool, got {type(center).__name__}")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"{_OP}: `normalize` must be a bool, got {type(normalize).__name__}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"{_OP}: `eps` must be a float, got {type(eps).__name__}")
+    eps = float(eps)
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{_OP}: `eps` must be finite and >= 0, got {eps}")
+    if not C.use_kernel(_OP, "second_order_pool_forward", x.device, backend):
+        return second_order_pool_reference(x, lengths, scale=scale, center=center, eps=eps, normalize=normalize)
+    y, _ = _sop_forward(x, lengths, SCALES.index(scale), center, eps, normalize)
+    return y
 
 
 def second_order_pool_reference(

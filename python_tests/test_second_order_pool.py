@@ -1,0 +1,179 @@
+import itertools
+
+import pytest
+import torch
+
+from sal_ext.ops import second_order_pool
+from sal_ext.ops.second_order_pool import second_order_pool_reference
+
+OPTIONS = [dict(scale=s, center=c, normalize=n)
+           for s, c, n in itertools.product(["sal", "mean"], [False, True], [True, False])]
+DS = [1, 3, 17, 64, 65, 130]
+TS = [1, 2, 7, 100]
+
+
+def _lengths_variants(B, T, device):
+    """None, random lengths with the extremes (== T and == 1) included."""
+    lens = torch.randint(1, T + 1, (B,), device=device)
+    lens[0] = T
+    if B > 1:
+        lens[-1] = 1
+    return [None, lens]
+
+
+def _pool_and_grad(fn, x, lengths, dy, **kw):
+    xr = x.detach().clone().requires_grad_(True)
+    y = fn(xr, lengths, **kw)
+    (gx,) = torch.autograd.grad(y, xr, dy)
+    return y.detach(), gx
+
+
+@pytest.mark.parametrize("D,T", list(itertools.product(DS, TS)))
+def test_matches_reference_float64(device, D, T):
+    B = 1 + (D + T) % 3  # B in 1..3 across the grid
+    x = torch.randn(B, D, T, dtype=torch.float64, device=device)
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    for lengths in _lengths_variants(B, T, device):
+        for opt in OPTIONS:
+            y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                                   x, lengths, dy, **opt)
+            y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
+            msg = f"B={B} D={D} T={T} lengths={lengths} {opt}"
+            torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12, msg=msg)
+            torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item() + 1e-14,
+                                       msg=msg)
+            if lengths is not None:  # steps past the length get exactly zero gradient
+                t = torch.arange(T, device=device)
+                assert bool((gx[(t[None, :] >= lengths[:, None])[:, None, :].expand_as(gx)] == 0).all())
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_float32_vs_float64_oracle(device, opt):
+    B, D, T = 3, 70, 150
+    x64 = torch.relu(torch.randn(B, D, T, dtype=torch.float64, device=device))
+    lengths = torch.tensor([T, 40, 1], device=device)
+    dy64 = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    for lens in (None, lengths):
+        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                               x64.float(), lens, dy64.float(), **opt)
+        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x64, lens, dy64, **opt)
+        assert y.dtype == torch.float32 and gx.dtype == torch.float32
+        torch.testing.assert_close(y.double(), y_ref, rtol=2e-4, atol=2e-6 * y_ref.abs().max().item())
+        torch.testing.assert_close(gx.double(), gx_ref, rtol=2e-3, atol=2e-4 * gx_ref.abs().max().item())
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_gradcheck(device, opt, with_lengths):
+    x = torch.randn(2, 3, 5, dtype=torch.float64, device=device, requires_grad=True)
+    lengths = torch.tensor([5, 2], device=device) if with_lengths else None
+    assert torch.autograd.gradcheck(
+        lambda t: second_order_pool(t, lengths, backend="kernel", **opt), (x,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_zero_channel(device, opt):
+    # an all-zero channel (as after a ReLU) makes g exactly 0 on its row and column: the signed
+    # sqrt is 0 there and its gradient is 0 (sign' = 0, sign(0) = 0), as autograd of the reference
+    B, D, T = 2, 9, 13
+    x = torch.relu(torch.randn(B, D, T, dtype=torch.float64, device=device))
+    x[:, 2] = 0
+    x[1, 5] = 0
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    for lengths in (None, torch.tensor([13, 4], device=device)):
+        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                               x, lengths, dy, **opt)
+        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
+        assert bool((y.view(B, D, D)[:, 2, :] == 0).all()) and bool((y.view(B, D, D)[:, :, 2] == 0).all())
+        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-12)
+        assert torch.isfinite(gx).all()
+    # the whole video zero: output 0 and gradient 0 (the norm is clamped)
+    z = torch.zeros(1, 4, 6, dtype=torch.float64, device=device)
+    y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k), z, None,
+                           torch.randn(1, 16, dtype=torch.float64, device=device), **opt)
+    assert bool((y == 0).all()) and bool((gx == 0).all())
+
+
+def test_reference_formula_literal():
+    # the reference BilinearPooling: X X^T / T^2, signed sqrt (eps 1e-5), L2 normalise
+    x = torch.rand(2, 6, 11, dtype=torch.float64)
+    g = torch.bmm(x, x.transpose(1, 2)).reshape(2, -1) / 11**2
+    g = torch.sign(g) * torch.sqrt(g.abs() + 1e-5)
+    want = g / g.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(second_order_pool(x, backend="kernel"), want)
+    torch.testing.assert_close(second_order_pool(x, backend="torch"), want)
+
+
+def test_backends_agree_float32(device):
+    x = torch.randn(4, 64, 75, device=device)
+    lengths = torch.tensor([75, 10, 33, 1], device=device)
+    for lens in (None, lengths):
+        a = second_order_pool(x, lens, backend="kernel")
+        b = second_order_pool(x, lens, backend="torch")
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_symmetric_output(device):
+    x = torch.randn(2, 130, 37, device=device)
+    y = second_order_pool(x, backend="kernel", normalize=False).view(2, 130, 130)
+    assert torch.equal(y, y.transpose(1, 2))
+
+
+def test_opcheck():
+    from sal_ext.ops.second_order_pool import _sop_backward, _sop_forward
+    x = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    lens = torch.tensor([7, 3])
+    for lengths in (None, lens):
+        torch.library.opcheck(_sop_forward, (x, lengths, 0, True, 1e-5, True))
+        torch.library.opcheck(_sop_forward, (x, lengths, 1, False, 1e-5, False))
+    y, norm = _sop_forward(x.detach(), lens, 0, False, 1e-5, True)
+    torch.library.opcheck(_sop_backward, (torch.randn_like(y), x.detach(), lens, y, norm, 0, False, True))
+
+
+def test_torch_compile():
+    x = torch.randn(2, 8, 10, dtype=torch.float64, requires_grad=True)
+    fn = torch.compile(lambda t: second_order_pool(t, backend="kernel").sum(), backend="eager",
+                       fullgraph=True)
+    loss = fn(x)
+    loss.backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    second_order_pool_reference(x2).sum().backward()
+    torch.testing.assert_close(loss, second_order_pool_reference(x.detach()).sum())
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_bad_inputs():
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(ValueError, match="`x`"):
+        second_order_pool(torch.randn(3, 4))
+    with pytest.raises(TypeError, match="`x`"):
+        second_order_pool(torch.zeros(2, 3, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="`x`"):
+        second_order_pool(x.half())
+    with pytest.raises(ValueError, match="`x`.*contiguous"):
+        second_order_pool(torch.randn(2, 4, 3).transpose(1, 2))
+    with pytest.raises(ValueError, match="`x`"):
+        second_order_pool(torch.zeros(2, 3, 0))
+    with pytest.raises(TypeError, match="`x`"):
+        second_order_pool([[1.0]])
+    with pytest.raises(ValueError, match="`lengths`"):
+        second_order_pool(x, torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="`lengths`"):
+        second_order_pool(x, torch.tensor([4, 5]))
+    with pytest.raises(ValueError, match="`lengths`"):
+        second_order_pool(x, torch.tensor([4, 4, 4]))
+    with pytest.raises(ValueError, match="`lengths`"):
+        second_order_pool(x, torch.tensor([[4, 4]]))
+    with pytest.raises(TypeError, match="`lengths`"):
+        second_order_pool(x, torch.tensor([4.0, 4.0]))
+    with pytest.raises(ValueError, match="`scale`"):
+        second_order_pool(x, scale="sum")
+    with pytest.raises(ValueError, match="`eps`"):
+        second_order_pool(x, eps=-1.0)
+    with pytest.raises(TypeError, match="`center`"):
+        second_order_pool(x, center="yes")
+    with pytest.raises(TypeError, match="`normalize`"):
+        second_order_pool(x, normalize=None)
+    with pytest.raises(ValueError, match="`backend`"):
+        second_order_pool(x, backend="gpu")
