@@ -193,7 +193,7 @@ def postprocess(cas: torch.Tensor, a_rgb: torch.Tensor, a_flow: torch.Tensor, sc
                            video_ids, class_names)
         acc = None
         if labels is not None:
-            acc = float((labels.detach().cpu().float() == pred.float()).all(1).float().mean())
+            acc = int((labels.detach().cpu().float() == pred.float()).all(1).sum()) / N
     t3 = time.perf_counter()
     return {
         "results": {"version": cfg.version, "results": results, "external_data": dict(cfg.external_data)},
