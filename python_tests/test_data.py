@@ -337,7 +337,8 @@ def broken(tiny, tmp_path):
     db[train[4]]["annotations"][0]["segment"] = [-2.0, 1.0]  # starts before 0
     a = db[train[5]]["annotations"][0]
     a["segment"] = [a["segment"][1], a["segment"][0]]  # ends before it starts
-    del db[test[3]]  # not in the ground truth
+    del db[test[3]]  # not in the ground truth ...
+    os.remove(os.path.join(fte, "rgb", test[3] + ".npy"))  # ... and its features are still checked
     json.dump(gt, open(os.path.join(root, "gt.json"), "w"))
     return root, train, test
 
@@ -356,6 +357,7 @@ def test_check_finds_each_problem(broken):
         (train[4], "starts before 0", "gt.json"),
         (train[5], "ends before it starts", "gt.json"),
         (test[3], "not in the ground truth", "gt.json"),
+        (test[3], "missing rgb features", os.path.join("test", "rgb", test[3] + ".npy")),
     ]
     for vid, what, fname in expect:
         hits = [p for p in problems if f"video {vid}:" in p and what in p and fname in p]
@@ -365,7 +367,7 @@ def test_check_finds_each_problem(broken):
         Thumos14Features(root, "train", num_segments=10, sampling="uniform")
     msg = str(exc.value)
     assert "6 problem(s)" in msg and train[3] in msg and "python -m sal_ext.data check" in msg
-    with pytest.raises(ValueError, match=r"4 problem\(s\)"):
+    with pytest.raises(ValueError, match=r"5 problem\(s\)"):
         Thumos14Features(root, "test", num_segments=10, sampling="uniform", cache=False)
 
 
@@ -402,9 +404,9 @@ def test_cli(tiny, broken, tmp_path, capsys):
     root, train, _ = broken
     assert cli_main(["check", "--dataset", "thumos14", "--data-root", root, "--no-progress"]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 10 and any(train[0] in ln for ln in lines)
+    assert len(lines) == 11 and any(train[0] in ln for ln in lines)
     assert cli_main(["check", "--dataset", "thumos14", "--data-root", root, "--splits", "test"]) == 1
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5
     out_dir = str(tmp_path / "cli_synth")
     assert cli_main(["synth", "--out", out_dir, "--seed", "2", "--num-train", "2", "--num-test", "1",
                      "--min-len", "20", "--max-len", "30", "--feature-dim", "32"]) == 0
@@ -414,7 +416,7 @@ def test_cli(tiny, broken, tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "sal_ext.data", "check", "--dataset", "thumos14",
                            "--data-root", root, "--splits", "test"], capture_output=True, text=True, env=env,
                           cwd=REPO)
-    assert proc.returncode == 1 and len(proc.stdout.strip().splitlines()) == 4, proc.stderr
+    assert proc.returncode == 1 and len(proc.stdout.strip().splitlines()) == 5, proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,6 +491,10 @@ def test_wtalc_problems(tmp_path):
     with pytest.raises(ValueError, match="Skateboarding"):
         WTALCFeatures(root, "train", num_segments=8, sampling="uniform")
     assert check_dataset("wtalc", str(tmp_path), progress=False)[0].startswith("no '<name>-I3D-JOINTFeatures.npy'")
+    with open(os.path.join(root, "Thumos14reduced-I3D-JOINTFeatures.npy"), "wb") as f:
+        f.write(b"garbage")
+    problems = check_dataset("wtalc", root, splits=["test"], progress=False)
+    assert len(problems) == 2 and sum("feature file is unreadable" in p for p in problems) == 1, problems
 
 
 def test_activitynet_layout(tmp_path):

@@ -301,7 +301,7 @@ def _read_split_file(path: str) -> tuple[list[str], list[str]]:
 
 def _gt_for_split(index: SplitIndex, gt: dict, vids: list[str], default_subset: str, tolerance: float,
                   class_source: str, require_labels: bool) -> list[str]:
-    """Fill index.gt / gt_subset / labels for `vids`; return the list of usable video ids."""
+    """Fill index.gt / gt_subset / labels (one row per video of `vids`); return the videos without problems."""
     db = gt["database"]
     class_index = {c: i for i, c in enumerate(index.class_names)}
     good = []
@@ -416,15 +416,13 @@ def index_thumos14(root, split, class_names, tolerance, feature_dim) -> SplitInd
     if gt is None:
         return idx
     source = "the given class list" if class_names is not None else "THUMOS14 (sal_ext.data.THUMOS14_CLASSES)"
-    good = set(_gt_for_split(idx, gt, vids, "validation" if split == "train" else "test",
-                             tolerance, source, split == "train"))
-    for i, vid in enumerate(vids):
-        if vid in good:
-            base = os.path.join(root, "features", split)
-            rgb = os.path.join(base, "rgb", vid + ".npy")
-            flow = os.path.join(base, "flow", vid + ".npy")
-            idx.videos.append(VideoRecord(vid, [rgb, flow], _two_stream_loader(vid, rgb, flow, width)))
-    idx.labels = idx.labels[[i for i, v in enumerate(vids) if v in good]]
+    # every listed video's features are checked, also those with ground-truth problems
+    _gt_for_split(idx, gt, vids, "validation" if split == "train" else "test", tolerance, source, split == "train")
+    base = os.path.join(root, "features", split)
+    for vid in vids:
+        rgb = os.path.join(base, "rgb", vid + ".npy")
+        flow = os.path.join(base, "flow", vid + ".npy")
+        idx.videos.append(VideoRecord(vid, [rgb, flow], _two_stream_loader(vid, rgb, flow, width)))
     return idx
 
 
@@ -446,14 +444,11 @@ def index_activitynet(root, split, class_names, tolerance, feature_dim) -> Split
     if not classes:
         idx.problems.append(f"no class labels found in the ground truth [{gt_path}]")
         return idx
-    good = set(_gt_for_split(idx, gt, vids, "train" if split == "train" else "val",
-                             tolerance, source, split == "train"))
+    _gt_for_split(idx, gt, vids, "train" if split == "train" else "val", tolerance, source, split == "train")
     feat_dir = os.path.join(root, "train" if split == "train" else "validation")
     for vid in vids:
-        if vid in good:
-            path = os.path.join(feat_dir, vid + ".npy")
-            idx.videos.append(VideoRecord(vid, [path], _one_file_loader(vid, path, width)))
-    idx.labels = idx.labels[[i for i, v in enumerate(vids) if v in good]]
+        path = os.path.join(feat_dir, vid + ".npy")
+        idx.videos.append(VideoRecord(vid, [path], _one_file_loader(vid, path, width)))
     return idx
 
 
@@ -636,14 +631,15 @@ def index_wtalc(root, split, class_names, tolerance, feature_dim, name=None) -> 
     labels_all_path = os.path.join(ann_dir, "labels_all.npy")
     labels = []
     good_pos = []
+    seg_source = f"{os.path.join(ann_dir, 'segments.npy')}, {os.path.join(ann_dir, 'labels.npy')}"
     for i in positions:
         vid = ann["videoname"][i]
         entry = gt["database"][vid]
+        row = np.zeros(len(idx.class_names), dtype=np.float32)
+        labels.append(row)
         if not entry.pop("_ok"):
             continue
-        vprobs = entry_value_problems(vid, entry, os.path.join(ann_dir, "segments.npy"), class_index,
-                                      tolerance, source)
-        row = np.zeros(len(idx.class_names), dtype=np.float32)
+        vprobs = entry_value_problems(vid, entry, seg_source, class_index, tolerance, source)
         names = [a["label"] for a in entry["annotations"]]
         if "labels_all" in ann:
             la = _as_list(ann["labels_all"][i])
@@ -664,7 +660,6 @@ def index_wtalc(root, split, class_names, tolerance, feature_dim, name=None) -> 
             continue
         for lab in names:
             row[class_index[lab]] = 1.0
-        labels.append(row)
         good_pos.append(i)
     idx.gt = {"database": {ann["videoname"][i]: gt["database"][ann["videoname"][i]] for i in good_pos}}
     idx.labels = np.stack(labels) if labels else np.zeros((0, len(idx.class_names)), np.float32)
@@ -696,8 +691,10 @@ def index_wtalc(root, split, class_names, tolerance, feature_dim, name=None) -> 
     def make_loader(i, vid):
         def load(content: bool):
             st = all_features()
-            if st["arr"] is None:
-                return None, None, [f"video {vid}: " + st["err"]]
+            if st["arr"] is None:  # reported once, not once per video
+                first = not st.get("reported")
+                st["reported"] = True
+                return None, None, [st["err"]] if first else []
             arr = st["arr"][i]
             what = f"features (entry {i})"
             try:
@@ -711,7 +708,7 @@ def index_wtalc(root, split, class_names, tolerance, feature_dim, name=None) -> 
 
         return load
 
-    for i in good_pos:
+    for i in positions:  # every video's features are checked, also those with annotation problems
         vid = ann["videoname"][i]
         idx.videos.append(VideoRecord(vid, [feat_path], make_loader(i, vid)))
     idx.shared_state = state  # type: ignore[attr-defined]
