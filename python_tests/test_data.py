@@ -225,11 +225,14 @@ def test_random_sampling_reproducible(tiny):
         idx = a.sample_indices(i)
         assert (idx >= lo).all() and (idx <= hi).all()
         np.testing.assert_array_equal(a[i]["features"].numpy(), _rows(tiny, "train", a.video_ids[i])[idx])
-    # DataLoader workers give the same batches as the main process
-    loader = torch.utils.data.DataLoader(a, batch_size=3, shuffle=False, num_workers=2)
+    # DataLoader workers (persistent too) give the same batches as the main process, epoch by epoch
+    loader = torch.utils.data.DataLoader(a, batch_size=3, shuffle=False, num_workers=2, persistent_workers=True)
     batches = list(loader)
     assert torch.equal(torch.cat([bt["features"] for bt in batches]), torch.stack(second))
     assert batches[0]["label"].shape == (3, 20) and len(batches[0]["video_id"]) == 3
+    assert batches[0]["t_orig"].tolist() == a.t_orig[:3].tolist()
+    a.set_epoch(0)
+    assert torch.equal(torch.cat([bt["features"] for bt in loader]), torch.stack(first))
 
 
 def test_dataset_bad_arguments(tiny):

@@ -45,7 +45,7 @@ class FeatureDataset(Dataset):
     Sampling: ``"uniform"`` is deterministic (floor(i*T/n)); ``"random"`` is the reference's
     random perturbation, drawn from ``np.random.default_rng([seed, epoch, index])`` so that
     the result does not depend on DataLoader workers. Call ``set_epoch(e)`` before each epoch
-    (with non-persistent workers, the default, the workers get the new epoch).
+    (the epoch is kept in shared memory, so persistent workers see it too).
 
     Every problem in the data (missing or unreadable files, wrong shapes, NaN/Inf, rows that
     differ between streams, unknown labels, segments outside the video) is found when the
@@ -80,7 +80,8 @@ class FeatureDataset(Dataset):
         self.seed = _check_int("seed", seed, 0)
         self.num_segments = num_segments
         self.sampling = sampling
-        self.epoch = 0
+        # the epoch lives in shared memory, so set_epoch also reaches persistent DataLoader workers
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.cache = bool(cache)
         index = _index.build_index(self.DATASET, root, split, class_names=class_names, tolerance=tolerance,
                                    feature_dim=feature_dim, **layout_kw)
@@ -111,9 +112,17 @@ class FeatureDataset(Dataset):
         self._store = store
 
     # -- sampling ---------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the random-perturbation draws of this epoch (reproducible per (seed, epoch, index))."""
-        self.epoch = _check_int("epoch", epoch, 0)
+        """Select the random-perturbation draws of this epoch (reproducible per (seed, epoch, index)).
+
+        Call it before iterating the DataLoader for that epoch; it reaches workers too
+        (also persistent ones: the value is kept in shared memory).
+        """
+        self._epoch.fill_(_check_int("epoch", epoch, 0))
 
     def sample_indices(self, index: int) -> np.ndarray:
         """The row indices item `index` uses in the current epoch."""
