@@ -273,7 +273,7 @@ def scan_dataset(dataset: str, root, *, splits: Optional[Sequence[str]] = None,
                 lengths.append(T)
             del feats
         getattr(index, "shared_state", {}).pop("arr", None)
-        problems += split_problems
+        problems += [p for p in split_problems if p not in problems]  # whole-file problems once
         db = index.gt["database"]
         durations = [e["duration"] for e in db.values()]
         inst = [a for e in db.values() for a in e["annotations"]]
