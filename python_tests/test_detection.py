@@ -221,7 +221,7 @@ def test_large_input_is_fast():
     detection_ap(*arrs, np.linspace(0.1, 0.7, 7), 20)
     t = time.perf_counter()
     detection_ap(*arrs, np.linspace(0.1, 0.7, 7), 20)
-    assert time.perf_counter() - t < 1.0  # milliseconds in practice; generous for a busy machine
+    assert time.perf_counter() - t < 2.0  # tens of milliseconds in practice; generous for a busy machine
 
 
 def test_detection_ap_bad_inputs():
