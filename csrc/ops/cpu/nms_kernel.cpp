@@ -2,6 +2,7 @@
 // sal::parallel_for workers). All arithmetic in double. See csrc/ops/nms.h.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <limits>
 #include <numeric>
 
@@ -61,38 +62,57 @@ struct Group {
 // Group order: descending score, ties by the initial order (ascending input index; sal: the
 // caller lays the keys out in descending index order). Stable LSD radix sort on the score bits
 // (8-bit digits, passes where every key shares the digit skipped); std::sort on tiny groups.
+// Keys: the score's bits made order-preserving (float scores: 32-bit keys, double: 64-bit).
+template <typename K>
 struct RKey {
-  uint64_t key;  // ascending key = descending score
-  int64_t idx;
+  K key;         // ascending key = descending score
+  uint32_t idx;  // input index (< 2^31, checked by the front)
 };
 
-inline uint64_t descending_key(double x) {
-  x = x + 0.0;  // -0.0 -> +0.0: both compare equal
-  uint64_t u;
+inline uint32_t descending_key(float x) {
+  x = x + 0.0f;  // -0.0 -> +0.0: both compare equal
+  uint32_t u;
   std::memcpy(&u, &x, sizeof u);
-  u = (u >> 63) ? ~u : (u | (uint64_t(1) << 63));  // order-preserving for ascending x
+  u = (u >> 31) ? ~u : (u | (uint32_t(1) << 31));  // order-preserving for ascending x
   return ~u;
 }
 
-inline void sort_keys(std::vector<RKey>& a, std::vector<RKey>& tmp) {
+inline uint64_t descending_key(double x) {
+  x = x + 0.0;
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u = (u >> 63) ? ~u : (u | (uint64_t(1) << 63));
+  return ~u;
+}
+
+// Stable LSD radix sort by key (8-bit digits; all histograms in one pass; digits that every
+// key shares are skipped); stable std::sort on tiny groups.
+template <typename K>
+void sort_keys(std::vector<RKey<K>>& a, std::vector<RKey<K>>& tmp) {
   const size_t n = a.size();
   if (n < 64) {
-    std::stable_sort(a.begin(), a.end(), [](const RKey& x, const RKey& y) { return x.key < y.key; });
+    std::stable_sort(a.begin(), a.end(), [](const RKey<K>& x, const RKey<K>& y) { return x.key < y.key; });
     return;
   }
+  constexpr int kDigits = sizeof(K);
+  uint32_t cnt[kDigits][256];
+  std::memset(cnt, 0, sizeof cnt);
+  for (size_t k = 0; k < n; ++k) {
+    const K key = a[k].key;
+    for (int d = 0; d < kDigits; ++d) ++cnt[d][(key >> (8 * d)) & 255];
+  }
   tmp.resize(n);
-  size_t cnt[256];
-  for (int shift = 0; shift < 64; shift += 8) {
-    std::fill(cnt, cnt + 256, size_t(0));
-    for (size_t k = 0; k < n; ++k) ++cnt[(a[k].key >> shift) & 255];
-    if (cnt[(a[0].key >> shift) & 255] == n) continue;  // all share this digit
-    size_t sum = 0;
+  for (int d = 0; d < kDigits; ++d) {
+    const int shift = 8 * d;
+    uint32_t* c = cnt[d];
+    if (c[(a[0].key >> shift) & 255] == n) continue;  // all share this digit
+    uint32_t sum = 0;
     for (int b = 0; b < 256; ++b) {
-      const size_t c = cnt[b];
-      cnt[b] = sum;
-      sum += c;
+      const uint32_t v = c[b];
+      c[b] = sum;
+      sum += v;
     }
-    for (size_t k = 0; k < n; ++k) tmp[cnt[(a[k].key >> shift) & 255]++] = a[k];
+    for (size_t k = 0; k < n; ++k) tmp[c[(a[k].key >> shift) & 255]++] = a[k];
     a.swap(tmp);
   }
 }
@@ -383,6 +403,7 @@ int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels,
   std::vector<int64_t> counts(G, 0);
   const bool sal_ties = p.method == kNmsSal;
 
+  using Key = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
   struct Scratch {
     Group g;
     std::vector<int64_t> a, b, c;
@@ -390,7 +411,7 @@ int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels,
     std::vector<std::pair<int64_t, double>> d;
     std::vector<double> cur;
     std::vector<HeapEntry> heap;
-    std::vector<RKey> keys, keys_tmp;
+    std::vector<RKey<Key>> keys, keys_tmp;
   };
   auto process = [&](int64_t gi, Scratch& w) {
     Group& g = w.g;
@@ -402,12 +423,12 @@ int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels,
     keys.resize(n);
     for (int64_t k = 0; k < n; ++k) {
       const int64_t q = sal_ties ? ord[n - 1 - k] : ord[k];
-      keys[k] = {descending_key(static_cast<double>(sc[q])), q};
+      keys[k] = {descending_key(sc[q]), static_cast<uint32_t>(q)};
     }
     sort_keys(keys, w.keys_tmp);
     g.resize(n);
     for (int64_t k = 0; k < n; ++k) {
-      const int64_t q = keys[k].idx;
+      const int64_t q = static_cast<int64_t>(keys[k].idx);
       g.s[k] = static_cast<double>(seg[2 * q]);
       g.e[k] = static_cast<double>(seg[2 * q + 1]);
       g.len[k] = p.plus_one ? (g.e[k] - g.s[k]) + 1.0 : g.e[k] - g.s[k];
@@ -467,7 +488,7 @@ int64_t nms_1d_cpu(ptr_t segments, ptr_t scores, ptr_t labels, int64_t N, int me
                    double iou_threshold, double sigma, double min_score, int64_t max_keep,
                    bool plus_one, int windowed, ptr_t out_idx, ptr_t out_scores, int dtype) {
   if (method < kNmsHard || method > kNmsSal) fail("nms_1d", "unknown method code " + std::to_string(method));
-  if (N < 0) fail("nms_1d", "negative N");
+  if (N < 0 || N >= (int64_t(1) << 31)) fail("nms_1d", "N must be in [0, 2^31)");
   Params p{method, iou_threshold, sigma, min_score, max_keep, plus_one, windowed};
   return SAL_DISPATCH_FLOAT(dtype, "nms_1d", [&] {
     return nms_impl<scalar_t>(as_ptr<const scalar_t>(segments), as_ptr<const scalar_t>(scores),
