@@ -24,13 +24,17 @@ Methods (``iou`` is the IoU with the proposal just selected):
 IoU: ``inter = max(0, min(e1, e2) - max(s1, s2))``, ``iou = inter / (len1 + len2 - inter)``,
 0 when both segments have zero length. ``plus_one=True`` uses the reference's pixel-style
 lengths on second-valued segments: ``inter = max(0, min(e) - max(s) + 1)``, ``len = e - s + 1``
-(with the reference's operation order: ``method="sal", plus_one=True`` reproduces it exactly).
-All arithmetic is in float64 whatever the input dtype; returned scores have the input dtype.
+(with the reference's operation order: ``method="sal", plus_one=True`` reproduces its output
+order exactly and its scores bit for bit, except that a decayed score may differ in the last
+bit where libm's ``exp`` and numpy's differ). All arithmetic is in float64 whatever the input
+dtype; returned scores have the input dtype. (ActionFormer's C++ ``softnms`` decays linear at
+``iou >= iou_threshold``; here it is ``>``, like ``"hard"``.)
 
 Order and ties: processing is by descending score; equal scores go lower input index first,
 except ``"sal"``, where the higher input index goes first, as the reference's
-``scores.argsort()[::-1]`` does with a stable sort. Soft-NMS re-ranking breaks ties of the
-current scores by lower input index.
+``scores.argsort()[::-1]`` does with a stable sort (numpy's default quicksort leaves ties in an
+unspecified order; in practice tied OIC proposals are identical ones, so only the indices differ).
+Soft-NMS re-ranking breaks ties of the current scores by lower input index.
 
 ``labels`` (optional, integer [N]): per-label NMS in one call. Every label group is processed
 independently; the output holds the groups in ascending label order, each group's outputs in
