@@ -289,15 +289,27 @@ void run_soft_heap(Group& g, int64_t n, const Params& p, Sink<scalar_t>& out,
   cur.assign(g.score.begin(), g.score.begin() + n);
   alive.assign(n, 0);
   heap.clear();
+  int64_t n_alive = 0;
   for (int64_t j = 0; j < n; ++j) {
     if (cur[j] >= p.min_score) {
       alive[j] = 1;
+      ++n_alive;
       heap.push_back({cur[j], g.idx[j], j});
     }
   }
   std::make_heap(heap.begin(), heap.end(), HeapLess());
   const bool gaussian = p.method == kNmsGaussian;
+  // linear only changes IoU > thr (thr > 0: the tighter window); gaussian any IoU > 0
+  const double wthr = gaussian ? 0.0 : std::max(p.thr, 0.0);
   while (!heap.empty() && !out.full()) {
+    if (static_cast<int64_t>(heap.size()) > 4 * n_alive + 64) {
+      // too many stale entries: rebuild from the live ones (keeps memory O(n))
+      heap.clear();
+      for (int64_t j = 0; j < n; ++j)
+        if (alive[j]) heap.push_back({cur[j], g.idx[j], j});
+      std::make_heap(heap.begin(), heap.end(), HeapLess());
+      if (heap.empty()) break;
+    }
     std::pop_heap(heap.begin(), heap.end(), HeapLess());
     const HeapEntry top = heap.back();
     heap.pop_back();
@@ -305,7 +317,8 @@ void run_soft_heap(Group& g, int64_t n, const Params& p, Sink<scalar_t>& out,
     if (!alive[i] || top.score != cur[i]) continue;  // stale
     out.push(g.idx[i], cur[i]);
     alive[i] = 0;
-    const auto w = g.window(i, 0.0, p.plus_one);
+    --n_alive;
+    const auto w = g.window(i, wthr, p.plus_one);
     for (int64_t k = w.first; k < w.second; ++k) {
       const int64_t j = g.by_start[k];
       if (!alive[j]) continue;
@@ -320,6 +333,7 @@ void run_soft_heap(Group& g, int64_t n, const Params& p, Sink<scalar_t>& out,
       cur[j] = c;
       if (c < p.min_score) {
         alive[j] = 0;
+        --n_alive;
       } else {
         heap.push_back({c, g.idx[j], j});
         std::push_heap(heap.begin(), heap.end(), HeapLess());
