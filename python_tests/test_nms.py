@@ -378,3 +378,36 @@ def test_device_sort_order(sal_ties):
     key = sorted(range(500), key=lambda i: (int(lab[i]), -float(sc[i]), -i if sal_ties else i))
     assert perm.tolist() == key
     assert sizes.tolist() == torch.unique(lab, return_counts=True)[1].tolist()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cpu_windowed_equals_plain_scans(monkeypatch, method):
+    # the CPU kernel's start-index pruning (and lazy heap for soft) must not change anything
+    gen = torch.Generator().manual_seed(5)
+    for trial in range(12):
+        n = int(torch.randint(1, 300, (), generator=gen))
+        scale = [1.0, 1e3, 1e5][trial % 3]
+        seg, sc, lab = _random_case(n, labels=trial % 2 == 1, quantize=trial % 4 == 0, gen=gen)
+        seg = seg * scale
+        kw = dict(iou_threshold=[-0.2, 0.0, 0.4, 1.0][trial % 4], method=method, sigma=0.3,
+                  plus_one=trial % 3 == 1, min_score=[None, 0.3][trial % 2], max_keep=[None, 7][trial % 5 == 0])
+        monkeypatch.setattr(nms_mod, "_CPU_WINDOWED", 2)
+        a = nms_1d(seg, sc, lab, backend="kernel", **kw)
+        monkeypatch.setattr(nms_mod, "_CPU_WINDOWED", 0)
+        b = nms_1d(seg, sc, lab, backend="kernel", **kw)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_signed_zero_scores_and_label_runs(device, method):
+    # -0.0 and 0.0 are equal scores (ties by index); labels in contiguous runs, not sorted
+    gen = torch.Generator().manual_seed(3)
+    seg, sc, _ = _random_case(400, device=device, quantize=True, gen=gen)
+    sc = sc.clone()
+    sc[::3] = -0.0
+    sc[1::3] = 0.0
+    lab = torch.repeat_interleave(torch.tensor([5, 2, 9, 0, 7]), torch.tensor([100, 70, 130, 60, 40])).to(device)
+    for labels in (lab, lab.flip(0), None):
+        kw = dict(iou_threshold=0.5, method=method, sigma=0.3)
+        _assert_same(nms_1d(seg, sc, labels, backend="kernel", **kw), nms_1d_reference(seg, sc, labels, **kw),
+                     torch.float64)

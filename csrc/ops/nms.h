@@ -20,9 +20,12 @@ enum NmsMethod : int { kNmsHard = 0, kNmsLinear = 1, kNmsGaussian = 2, kNmsSal =
 // (in parallel), applies min_score and max_keep (per group; max_keep < 0: no limit) and writes
 // the outputs compacted, groups in ascending label order: out_idx int64 [N], out_scores
 // (input dtype) [N]. Returns the number of outputs M. labels: int64 [N] or 0 (one group).
+// windowed: prune IoU scans with a per-group start index (and a lazy heap for the iterative
+// Soft-NMS): 0 never (plain O(n^2) scans), 1 for groups above 1024 proposals, 2 always.
+// All give identical results.
 int64_t nms_1d_cpu(ptr_t segments, ptr_t scores, ptr_t labels, int64_t N, int method,
                    double iou_threshold, double sigma, double min_score, int64_t max_keep,
-                   bool plus_one, ptr_t out_idx, ptr_t out_scores, int dtype);
+                   bool plus_one, int windowed, ptr_t out_idx, ptr_t out_scores, int dtype);
 
 #ifdef SAL_EXT_WITH_CUDA
 // CUDA: inputs already sorted by the caller (label asc, score desc, ties as above) and grouped:

@@ -24,13 +24,17 @@ Methods (``iou`` is the IoU with the proposal just selected):
 IoU: ``inter = max(0, min(e1, e2) - max(s1, s2))``, ``iou = inter / (len1 + len2 - inter)``,
 0 when both segments have zero length. ``plus_one=True`` uses the reference's pixel-style
 lengths on second-valued segments: ``inter = max(0, min(e) - max(s) + 1)``, ``len = e - s + 1``
-(with the reference's operation order: ``method="sal", plus_one=True`` reproduces it exactly).
-All arithmetic is in float64 whatever the input dtype; returned scores have the input dtype.
+(with the reference's operation order: ``method="sal", plus_one=True`` reproduces its output
+order exactly and its scores bit for bit, except that a decayed score may differ in the last
+bit where libm's ``exp`` and numpy's differ). All arithmetic is in float64 whatever the input
+dtype; returned scores have the input dtype. (ActionFormer's C++ ``softnms`` decays linear at
+``iou >= iou_threshold``; here it is ``>``, like ``"hard"``.)
 
 Order and ties: processing is by descending score; equal scores go lower input index first,
 except ``"sal"``, where the higher input index goes first, as the reference's
-``scores.argsort()[::-1]`` does with a stable sort. Soft-NMS re-ranking breaks ties of the
-current scores by lower input index.
+``scores.argsort()[::-1]`` does with a stable sort (numpy's default quicksort leaves ties in an
+unspecified order; in practice tied OIC proposals are identical ones, so only the indices differ).
+Soft-NMS re-ranking breaks ties of the current scores by lower input index.
 
 ``labels`` (optional, integer [N]): per-label NMS in one call. Every label group is processed
 independently; the output holds the groups in ascending label order, each group's outputs in
@@ -48,6 +52,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from . import _common as C
@@ -58,6 +63,29 @@ METHODS = {"hard": 0, "linear": 1, "gaussian": 2, "sal": 3}
 # these limits (huge single groups) the one-block-per-group kernel is used instead.
 _MASK_MAX_WORDS = 1 << 27  # 1 GiB
 _MASK_MAX_BLOCKS = 4096    # shared memory of the scan: 32 KiB
+# CPU kernel: prune IoU scans with a per-group start index: 0 never (plain O(n^2) scans),
+# 1 for groups above 1024 proposals, 2 always (the tests compare them).
+_CPU_WINDOWED = 1
+
+
+def _check_values(segments, scores):
+    """NaN/Inf and end < start checks. On CPU with numpy: torch's parallel reductions stall
+    for ~100 ms on an oversubscribed machine, which would dominate the kernel's time."""
+    if segments.device.type != "cpu":
+        C.check_finite(segments, "segments", _OP)
+        C.check_finite(scores, "scores", _OP)
+        bad_rows = segments[:, 1] < segments[:, 0]
+        if segments.shape[0] and bool(bad_rows.any()):
+            raise ValueError(f"{_OP}: `segments` has end < start (first at row {int(torch.nonzero(bad_rows)[0, 0])})")
+        return
+    seg, sc = segments.numpy(), scores.numpy()
+    if not np.isfinite(seg).all():
+        raise ValueError(f"{_OP}: `segments` contains NaN or Inf")
+    if not np.isfinite(sc).all():
+        raise ValueError(f"{_OP}: `scores` contains NaN or Inf")
+    bad_rows = seg[:, 1] < seg[:, 0]
+    if bad_rows.any():
+        raise ValueError(f"{_OP}: `segments` has end < start (first at row {int(np.flatnonzero(bad_rows)[0])})")
 
 
 def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, max_keep, plus_one):
@@ -82,11 +110,7 @@ def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, ma
         raise ValueError(f"{_OP}: at most 2**31 - 2 proposals per call, got {n}")
     segments = segments.detach().contiguous()
     scores = scores.detach().contiguous()
-    C.check_finite(segments, "segments", _OP)
-    C.check_finite(scores, "scores", _OP)
-    if n and bool((segments[:, 1] < segments[:, 0]).any()):
-        bad = int(torch.nonzero(segments[:, 1] < segments[:, 0])[0, 0])
-        raise ValueError(f"{_OP}: `segments` has end < start (first at row {bad})")
+    _check_values(segments, scores)
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"{_OP}: `method` must be one of {tuple(METHODS)}, got {method!r}")
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
@@ -166,8 +190,9 @@ def nms_1d(
     out_sc = torch.empty(n, dtype=scores.dtype)
     m = C.call("nms_1d", "cpu", C.ptr(segments), C.ptr(scores), C.ptr(labels) if labels is not None else 0,
                n, METHODS[p["method"]], p["iou_threshold"], p["sigma"], p["min_score"], p["max_keep"],
-               p["plus_one"], C.ptr(out_idx), C.ptr(out_sc), C.dtype_code(scores))
-    return out_idx[:m].clone(), out_sc[:m].clone()
+               p["plus_one"], _CPU_WINDOWED, C.ptr(out_idx), C.ptr(out_sc), C.dtype_code(scores))
+    # numpy copies (single-threaded; see _check_values)
+    return torch.from_numpy(out_idx.numpy()[:m].copy()), torch.from_numpy(out_sc.numpy()[:m].copy())
 
 
 def _sort_groups(scores, labels, sal_ties):
