@@ -47,6 +47,21 @@ def test_matches_reference_float64(device, D, T):
                 assert bool((gx[(t[None, :] >= lengths[:, None])[:, None, :].expand_as(gx)] == 0).all())
 
 
+@pytest.mark.parametrize("center", [False, True])
+def test_large_blocked_float64(device, center):
+    # D and T above the kernels' reduction blocks (256) and several 96/64 tiles, multi-threaded
+    B, D, T = 2, 300, 530
+    x = torch.randn(B, D, T, dtype=torch.float64, device=device)
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    for lengths in (None, torch.tensor([257, 530], device=device)):
+        opt = dict(scale="sal", center=center, normalize=True)
+        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                               x, lengths, dy, **opt)
+        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
+        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+
+
 @pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_float32_vs_float64_oracle(device, opt):
     B, D, T = 3, 70, 150
