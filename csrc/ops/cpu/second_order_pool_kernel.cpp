@@ -1,7 +1,7 @@
 // CPU kernels of second_order_pool (see ops/second_order_pool.h for the contract).
 //
 // Forward: the Gram matrix X X^T is computed on the upper-triangular kTB x kTB tiles only
-// (i <= j), each mirrored, with a register-blocked micro-kernel (MR x NR accumulators, NR = two
+// (i <= j), each mirrored, with a register-blocked micro-kernel (MR x NR accumulators, NR = three
 // native vectors) over panels packed so that the inner loop is contiguous in T; the epilogue
 // applies the scale and the signed square root, writes both mirror tiles and returns the tile's
 // sum of squares; a last pass divides each row by its clamped norm. Work items are (b, tile),
@@ -25,15 +25,16 @@ namespace {
 
 #if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
-constexpr int kMR = 12;  // 12 x 2 zmm accumulators + 2 B vectors + 1 broadcast of 32 registers
+constexpr int kRegs = 32;
 #elif defined(__AVX__)
 constexpr int kVecBytes = 32;
-constexpr int kMR = 6;  // 6 x 2 ymm accumulators of 16 registers
+constexpr int kRegs = 16;
 #else
 constexpr int kVecBytes = 16;
-constexpr int kMR = 6;
+constexpr int kRegs = 16;
 #endif
-constexpr int kTB = 96;       // output tile: a multiple of kMR and of every NR below
+constexpr int kNV = 3;        // B vectors per micro-kernel row: NR = 3 native vectors
+constexpr int kTB = 96;       // output tile: a multiple of every NR and MR below
 constexpr int64_t kKC = 256;  // K block: a KC x NR micro-panel of B stays in L1
 
 template <typename S>
@@ -47,12 +48,16 @@ struct VecOf<double> {
   typedef double type __attribute__((vector_size(kVecBytes)));
 };
 
+// MR x NR register block: MR * kNV accumulators + kNV B vectors + 1 broadcast fit the
+// register file (AVX-512: 8 x 3 zmm; AVX/SSE: 4 x 3, or 3 x 3 where NR = 6). MR divides NR,
+// so an MR-row block never straddles an NR-row group of the packed layout.
 template <typename S>
 struct Micro {
   using V = typename VecOf<S>::type;
   static constexpr int L = kVecBytes / (int)sizeof(S);
-  static constexpr int NR = 2 * L;
-  static constexpr int MR = kMR;
+  static constexpr int NR = kNV * L;
+  static constexpr int MR = kRegs >= 32 ? 8 : (NR % 4 == 0 ? 4 : 3);
+  static_assert(NR % MR == 0 && kTB % NR == 0, "tile sizes");
 
   static inline V load(const S* p) {
     V v;
@@ -61,34 +66,35 @@ struct Micro {
   }
   static inline void store(S* p, V v) { std::memcpy(p, &v, sizeof(V)); }
 
-  // c[r * ldc + j] (+)= sum_k a[k * MR + r] * b[k * NR + j] for r < MR, j < NR.
-  static inline void run(int64_t K, const S* __restrict a, const S* __restrict b,
+  // c[r * ldc + j] (+)= sum_k a[k * lda + r] * b[k * NR + j] for r < MR, j < NR.
+  static inline void run(int64_t K, const S* __restrict a, int64_t lda, const S* __restrict b,
                          S* __restrict c, int64_t ldc, bool add) {
-    V acc0[MR], acc1[MR];
+    V acc[MR][kNV];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      acc0[r] = V{};
-      acc1[r] = V{};
-    }
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[r][v] = V{};
     for (int64_t k = 0; k < K; ++k) {
-      const V b0 = load(b + k * NR), b1 = load(b + k * NR + L);
-      const S* ak = a + k * MR;
+      V bv[kNV];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) bv[v] = load(b + k * NR + v * L);
+      const S* ak = a + k * lda;
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) {
         const V ar = ak[r] - V{};  // broadcast (x - 0 folds to x; x + 0 would not)
-        acc0[r] += ar * b0;
-        acc1[r] += ar * b1;
+#pragma GCC unroll 4
+        for (int v = 0; v < kNV; ++v) acc[r][v] += ar * bv[v];
       }
     }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       S* cr = c + r * ldc;
-      if (add) {
-        store(cr, load(cr) + acc0[r]);
-        store(cr + L, load(cr + L) + acc1[r]);
-      } else {
-        store(cr, acc0[r]);
-        store(cr + L, acc1[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) {
+        if (add)
+          store(cr + v * L, load(cr + v * L) + acc[r][v]);
+        else
+          store(cr + v * L, acc[r][v]);
       }
     }
   }
@@ -203,16 +209,16 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
   std::vector<double> partial(B * nT, 0.0);
 
   // Work item (b, I): the row of tiles (I, J >= I). Each worker keeps the whole video packed in
-  // the NR layout (the J panels) and repacks it only when its video changes; the MR-layout
-  // panel of the I rows is packed per item.
+  // the NR layout [row group][t][NR] and repacks it only when its video changes; both operands
+  // of the micro-kernel read that one layout (B: NR rows, A: MR rows at stride NR).
   struct Scratch {
-    std::vector<S> ap, bp, ct, mean;
+    std::vector<S> bp, ct, mean;
     int64_t packed_b = -1;
   };
   dynamic_for(
       B * nT, B * D * D * T / 2,
       [&] {
-        return Scratch{std::vector<S>(kTB * T), std::vector<S>(nT * kTB * T),
+        return Scratch{std::vector<S>(nT * kTB * T),
                        std::vector<S>(kTB * kTB), std::vector<S>(nT * kTB, S(0)), -1};
       },
       [&](int64_t task, Scratch& sc) {
@@ -220,7 +226,6 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
         const int64_t len = lengths ? lengths[b] : T;
         const S* xb = x + b * D * T;
         const int64_t i0 = I * kTB, ri = std::min<int64_t>(kTB, D - i0);
-        S* ap = sc.ap.data();
         S* bp = sc.bp.data();
         S* ct = sc.ct.data();
         const S* mean = center ? sc.mean.data() : nullptr;
@@ -232,7 +237,6 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
                       bp + J * kTB * len);
           sc.packed_b = b;
         }
-        pack_rows(xb, D, T, i0, len, mean ? mean + i0 : nullptr, MR, ap);
         const S s = scale_of<S>(scale_mode, len);
         const S e = eps;
         S* yb = y + b * DD;
@@ -241,13 +245,14 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
           const int64_t j0 = J * kTB, rj = std::min<int64_t>(kTB, D - j0);
           const bool diag = I == J;
           const S* bJ = bp + J * kTB * len;
+          const S* aI = bp + I * kTB * len;  // the I rows, read MR at a time (stride NR)
           for (int64_t k0 = 0; k0 < len; k0 += kKC) {
             const int64_t kc = std::min(kKC, len - k0);
             for (int64_t h = 0; h * NR < rj; ++h) {
               for (int64_t g = 0; g * MR < ri; ++g) {
                 if (diag && g * MR >= (h + 1) * NR) break;  // block entirely below the diagonal
-                M::run(kc, ap + g * len * MR + k0 * MR, bJ + h * len * NR + k0 * NR,
-                       ct + g * MR * kTB + h * NR, kTB, k0 > 0);
+                M::run(kc, aI + (g * MR / NR) * len * NR + (g * MR) % NR + k0 * NR, NR,
+                       bJ + h * len * NR + k0 * NR, ct + g * MR * kTB + h * NR, kTB, k0 > 0);
               }
             }
           }
@@ -397,7 +402,8 @@ void backward_impl(const S* x, const int64_t* lengths, const S* y, const S* norm
           for (int64_t k0 = 0; k0 < D; k0 += kKC) {
             const int64_t kc = std::min(kKC, D - k0);
             for (int64_t g = 0; g * MR < ri; ++g)
-              M::run(kc, ap + g * D * MR + k0 * MR, bs + k0 * NR, cs + g * MR * NR, NR, k0 > 0);
+              M::run(kc, ap + g * D * MR + k0 * MR, MR, bs + k0 * NR, cs + g * MR * NR, NR,
+                     k0 > 0);
           }
           for (int64_t ii = 0; ii < ri; ++ii) {
             S* dr = dx + (b * D + i0 + ii) * T + t0;
