@@ -62,6 +62,22 @@ def test_large_blocked_float64(device, center):
         torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
 
 
+def test_many_videos_float64(device):
+    # enough videos that the CPU kernel hands out whole videos to its workers
+    B, D, T = 9, 100, 60
+    x = torch.randn(B, D, T, dtype=torch.float64, device=device)
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    lengths = torch.randint(1, T + 1, (B,), device=device)
+    for lens in (None, lengths):
+        for center in (False, True):
+            opt = dict(scale="mean", center=center, normalize=True)
+            y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                                   x, lens, dy, **opt)
+            y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lens, dy, **opt)
+            torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+
+
 @pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_float32_vs_float64_oracle(device, opt):
     B, D, T = 3, 70, 150

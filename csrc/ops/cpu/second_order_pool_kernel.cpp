@@ -208,24 +208,27 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
   const int64_t DD = D * D;
   std::vector<double> partial(B * nT, 0.0);
 
-  // Work item (b, I): the row of tiles (I, J >= I). Each worker keeps the whole video packed in
-  // the NR layout [row group][t][NR] and repacks it only when its video changes; both operands
-  // of the micro-kernel read that one layout (B: NR rows, A: MR rows at stride NR).
+  // Work item: one video (when there are enough of them to keep the workers busy) or one row
+  // of tiles (b, I; the tiles (I, J >= I)). Each worker keeps the whole video packed in the NR
+  // layout [row group][t][NR] and repacks it only when its video changes (so with whole videos
+  // as items every video is packed once); both operands of the micro-kernel read that one
+  // layout (B: NR rows, A: MR rows at stride NR).
   struct Scratch {
     std::vector<S> bp, ct, mean;
     int64_t packed_b = -1;
   };
+  const bool whole = B >= 4 * get_num_threads();
+  const int64_t items_per_b = whole ? 1 : nT, rows_per_item = whole ? nT : 1;
   dynamic_for(
-      B * nT, B * D * D * T / 2,
+      B * items_per_b, B * D * D * T / 2,
       [&] {
         return Scratch{std::vector<S>(nT * kTB * T),
                        std::vector<S>(kTB * kTB), std::vector<S>(nT * kTB, S(0)), -1};
       },
       [&](int64_t task, Scratch& sc) {
-        const int64_t b = task / nT, I = task % nT;
+        const int64_t b = task / items_per_b, I0 = (task % items_per_b) * rows_per_item;
         const int64_t len = lengths ? lengths[b] : T;
         const S* xb = x + b * D * T;
-        const int64_t i0 = I * kTB, ri = std::min<int64_t>(kTB, D - i0);
         S* bp = sc.bp.data();
         S* ct = sc.ct.data();
         const S* mean = center ? sc.mean.data() : nullptr;
@@ -237,59 +240,62 @@ void forward_impl(const S* x, const int64_t* lengths, S* y, S* norm, int64_t B, 
                       bp + J * kTB * len);
           sc.packed_b = b;
         }
-        const S s = scale_of<S>(scale_mode, len);
-        const S e = eps;
-        S* yb = y + b * DD;
-        double total = 0;
-        for (int64_t J = I; J < nT; ++J) {
-          const int64_t j0 = J * kTB, rj = std::min<int64_t>(kTB, D - j0);
-          const bool diag = I == J;
-          const S* bJ = bp + J * kTB * len;
-          const S* aI = bp + I * kTB * len;  // the I rows, read MR at a time (stride NR)
-          for (int64_t k0 = 0; k0 < len; k0 += kKC) {
-            const int64_t kc = std::min(kKC, len - k0);
-            for (int64_t h = 0; h * NR < rj; ++h) {
-              for (int64_t g = 0; g * MR < ri; ++g) {
-                if (diag && g * MR >= (h + 1) * NR) break;  // block entirely below the diagonal
-                M::run(kc, aI + (g * MR / NR) * len * NR + (g * MR) % NR + k0 * NR, NR,
-                       bJ + h * len * NR + k0 * NR, ct + g * MR * kTB + h * NR, kTB, k0 > 0);
+        for (int64_t I = I0; I < std::min(nT, I0 + rows_per_item); ++I) {
+          const int64_t i0 = I * kTB, ri = std::min<int64_t>(kTB, D - i0);
+          const S s = scale_of<S>(scale_mode, len);
+          const S e = eps;
+          S* yb = y + b * DD;
+          double total = 0;
+          for (int64_t J = I; J < nT; ++J) {
+            const int64_t j0 = J * kTB, rj = std::min<int64_t>(kTB, D - j0);
+            const bool diag = I == J;
+            const S* bJ = bp + J * kTB * len;
+            const S* aI = bp + I * kTB * len;  // the I rows, read MR at a time (stride NR)
+            for (int64_t k0 = 0; k0 < len; k0 += kKC) {
+              const int64_t kc = std::min(kKC, len - k0);
+              for (int64_t h = 0; h * NR < rj; ++h) {
+                for (int64_t g = 0; g * MR < ri; ++g) {
+                  if (diag && g * MR >= (h + 1) * NR) break;  // block entirely below the diagonal
+                  M::run(kc, aI + (g * MR / NR) * len * NR + (g * MR) % NR + k0 * NR, NR,
+                         bJ + h * len * NR + k0 * NR, ct + g * MR * kTB + h * NR, kTB, k0 > 0);
+                }
               }
             }
-          }
-          // epilogue: scale, signed sqrt, both mirror tiles, sum of squares
-          for (int64_t i = 0; i < ri; ++i) {
-            S* __restrict ci = ct + i * kTB;
-            S* __restrict yrow = yb + (i0 + i) * D + j0;
-            const int64_t jb = diag ? i : 0;
-            using V = typename M::V;
-            constexpr int L = M::L;
-            V vss = V{};
-            int64_t j = jb;
-            for (; j + L <= rj; j += L) {
-              const V h = vsigned_sqrt(M::load(ci + j) * s, e);
-              M::store(ci + j, h);
-              M::store(yrow + j, h);
-              vss += h * h;
+            // epilogue: scale, signed sqrt, both mirror tiles, sum of squares
+            for (int64_t i = 0; i < ri; ++i) {
+              S* __restrict ci = ct + i * kTB;
+              S* __restrict yrow = yb + (i0 + i) * D + j0;
+              const int64_t jb = diag ? i : 0;
+              using V = typename M::V;
+              constexpr int L = M::L;
+              V vss = V{};
+              int64_t j = jb;
+              for (; j + L <= rj; j += L) {
+                const V h = vsigned_sqrt(M::load(ci + j) * s, e);
+                M::store(ci + j, h);
+                M::store(yrow + j, h);
+                vss += h * h;
+              }
+              S rowss = 0;
+              for (; j < rj; ++j) {
+                const S h = signed_sqrt(ci[j] * s, e);
+                ci[j] = h;
+                yrow[j] = h;
+                rowss += h * h;
+              }
+              for (int l = 0; l < L; ++l) rowss += vss[l];
+              double t = 2.0 * (double)rowss;
+              if (diag) t -= (double)ci[i] * (double)ci[i];
+              total += t;
             }
-            S rowss = 0;
-            for (; j < rj; ++j) {
-              const S h = signed_sqrt(ci[j] * s, e);
-              ci[j] = h;
-              yrow[j] = h;
-              rowss += h * h;
+            for (int64_t j = 0; j < rj; ++j) {
+              S* yrow = yb + (j0 + j) * D + i0;
+              const int64_t ie = diag ? j : ri;
+              for (int64_t i = 0; i < ie; ++i) yrow[i] = ct[i * kTB + j];
             }
-            for (int l = 0; l < L; ++l) rowss += vss[l];
-            double t = 2.0 * (double)rowss;
-            if (diag) t -= (double)ci[i] * (double)ci[i];
-            total += t;
           }
-          for (int64_t j = 0; j < rj; ++j) {
-            S* yrow = yb + (j0 + j) * D + i0;
-            const int64_t ie = diag ? j : ri;
-            for (int64_t i = 0; i < ie; ++i) yrow[i] = ct[i * kTB + j];
-          }
+          partial[b * nT + I] = total;
         }
-        partial[task] = total;
       });
 
   // norms, then the scale pass
