@@ -126,6 +126,19 @@ def test_zero_channel(device, opt):
     assert bool((y == 0).all()) and bool((gx == 0).all())
 
 
+@pytest.mark.parametrize("scale_x,eps", [(1e-15, 0.0), (1.0, 0.0), (1e-3, 1e-5)])
+def test_eps_and_clamped_norm(device, scale_x, eps):
+    # eps = 0, and a norm below F.normalize's 1e-12 clamp (its gradient is then dy / 1e-12)
+    x = torch.randn(2, 5, 7, dtype=torch.float64, device=device) * scale_x
+    dy = torch.randn(2, 25, dtype=torch.float64, device=device)
+    for center in (False, True):
+        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                               x, None, dy, eps=eps, center=center)
+        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, None, dy, eps=eps, center=center)
+        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-15)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+
+
 def test_reference_formula_literal():
     # the reference BilinearPooling: X X^T / T^2, signed sqrt (eps 1e-5), L2 normalise
     x = torch.rand(2, 6, 11, dtype=torch.float64)
