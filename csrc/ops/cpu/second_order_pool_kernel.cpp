@@ -4,8 +4,9 @@
 // (i <= j), each mirrored, with a register-blocked micro-kernel (MR x NR accumulators, NR = three
 // native vectors) over panels packed so that the inner loop is contiguous in T; the epilogue
 // applies the scale and the signed square root, writes both mirror tiles and returns the tile's
-// sum of squares; a last pass divides each row by its clamped norm. Work items are (b, tile),
-// handed out dynamically to sal::parallel_for workers.
+// sum of squares; a last pass divides each row by its clamped norm. Work items (a whole video,
+// or one row of tiles of a video when there are few videos) are handed out dynamically to
+// sal::parallel_for workers; per-item partial sums are reduced in a fixed order (deterministic).
 // Backward: Gs = s * (G + G^T) with G = dL/dg (built while packing, from y, dy and the norm),
 // then dX = Gs X with the same micro-kernel, masked / mean-corrected as autograd of the reference.
 // Accumulation is in the input type (float for float32, double for float64).
