@@ -64,7 +64,7 @@ def test_large_blocked_float64(device, center):
 
 def test_many_videos_float64(device):
     # enough videos that the CPU kernel hands out whole videos to its workers
-    B, D, T = 9, 100, 60
+    B, D, T = 9, 200, 100
     x = torch.randn(B, D, T, dtype=torch.float64, device=device)
     dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
     lengths = torch.randint(1, T + 1, (B,), device=device)

@@ -208,7 +208,7 @@ double dot_f64(const S* a, const S* b, int64_t n) {
 template <typename Init, typename Body>
 void dynamic_for(int64_t n, int64_t work, Init init, Body body) {
   std::atomic<int64_t> next{0};
-  const int64_t workers = work < (1 << 20) ? 1 : std::min<int64_t>(get_num_threads(), n);
+  const int64_t workers = work < (1 << 24) ? 1 : std::min<int64_t>(get_num_threads(), n);
   parallel_for(workers, 1, [&](int64_t, int64_t) {
     auto state = init();
     for (;;) {
