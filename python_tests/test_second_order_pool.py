@@ -47,6 +47,37 @@ def test_matches_reference_float64(device, D, T):
                 assert bool((gx[(t[None, :] >= lengths[:, None])[:, None, :].expand_as(gx)] == 0).all())
 
 
+@pytest.mark.parametrize("center", [False, True])
+def test_large_blocked_float64(device, center):
+    # D and T above the kernels' reduction blocks (256) and several 96/64 tiles, multi-threaded
+    B, D, T = 2, 300, 530
+    x = torch.randn(B, D, T, dtype=torch.float64, device=device)
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    for lengths in (None, torch.tensor([257, 530], device=device)):
+        opt = dict(scale="sal", center=center, normalize=True)
+        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                               x, lengths, dy, **opt)
+        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
+        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+
+
+def test_many_videos_float64(device):
+    # enough videos that the CPU kernel hands out whole videos to its workers
+    B, D, T = 9, 200, 100
+    x = torch.randn(B, D, T, dtype=torch.float64, device=device)
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    lengths = torch.randint(1, T + 1, (B,), device=device)
+    for lens in (None, lengths):
+        for center in (False, True):
+            opt = dict(scale="mean", center=center, normalize=True)
+            y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                                   x, lens, dy, **opt)
+            y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lens, dy, **opt)
+            torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+
+
 @pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_float32_vs_float64_oracle(device, opt):
     B, D, T = 3, 70, 150
@@ -93,6 +124,19 @@ def test_zero_channel(device, opt):
     y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k), z, None,
                            torch.randn(1, 16, dtype=torch.float64, device=device), **opt)
     assert bool((y == 0).all()) and bool((gx == 0).all())
+
+
+@pytest.mark.parametrize("scale_x,eps", [(1e-15, 0.0), (1.0, 0.0), (1e-3, 1e-5)])
+def test_eps_and_clamped_norm(device, scale_x, eps):
+    # eps = 0, and a norm below F.normalize's 1e-12 clamp (its gradient is then dy / 1e-12)
+    x = torch.randn(2, 5, 7, dtype=torch.float64, device=device) * scale_x
+    dy = torch.randn(2, 25, dtype=torch.float64, device=device)
+    for center in (False, True):
+        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
+                               x, None, dy, eps=eps, center=center)
+        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, None, dy, eps=eps, center=center)
+        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-15)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
 
 
 def test_reference_formula_literal():

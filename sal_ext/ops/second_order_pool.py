@@ -2,6 +2,12 @@
 
 P(X) for X [B, D, T]: G = X X^T * s, signed square root sign(g) * sqrt(|g| + eps),
 then L2 normalisation of each flattened row, as the reference ``BilinearPooling``.
+
+Kernel path: the custom op ``sal_ext::second_order_pool_fwd`` computes the Gram matrix on its
+upper-triangular tiles only (mirrored), fuses the signed square root and the row norm, and also
+returns the row norms; its backward ``sal_ext::second_order_pool_bwd`` rebuilds dL/dg from the
+saved output and norms (0 where g == 0, as autograd of the reference formula) and computes
+dX = s * (G + G^T) X with one GEMM (masked for ``lengths``, through the mean for ``center``).
 """
 from __future__ import annotations
 
