@@ -156,6 +156,13 @@ def collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
     }
 
 
+def private_generator(seed: int = 0) -> torch.Generator:
+    """A DataLoader draws its workers' base seed from the global torch RNG unless given a
+    generator: a private one keeps evaluations and (re)started loaders from shifting the
+    global stream (dropout), so a resumed run continues exactly."""
+    return torch.Generator().manual_seed(seed)
+
+
 def base_dataset(ds):
     return ds.dataset if isinstance(ds, Subset) else ds
 
@@ -170,7 +177,7 @@ def run_inference(model, dataset, device, batch_size: int = 16, num_workers: int
     Returns (outputs dict of CPU tensors [N, ...], t_orig [N], video_ids, labels [N, C])."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate)
+                        collate_fn=collate, generator=private_generator())
     acc: Dict[str, List[torch.Tensor]] = {}
     t_orig, vids, labels = [], [], []
     for batch in loader:
@@ -381,7 +388,8 @@ class Trainer:
                 self.epoch, self.pos = self.epoch + 1, 0
                 continue
             loader = DataLoader(self.train_set, batch_sampler=batches[self.pos:],
-                                num_workers=self.num_workers, collate_fn=collate)
+                                num_workers=self.num_workers, collate_fn=collate,
+                                generator=private_generator(self.epoch))
             for batch in loader:
                 parts = self.train_step(batch)
                 self.step += 1
