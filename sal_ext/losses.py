@@ -201,8 +201,12 @@ class SALLoss(nn.Module):
         if c["mil_select"] == "combined":
             w = c["select_weights"]
             with torch.no_grad():
-                select = (w[0] * torch.softmax(cas, -1) + w[1] * a_rgb.unsqueeze(-1)
-                          + w[2] * a_flow.unsqueeze(-1))
+                p = torch.softmax(cas, -1)
+                if all(abs(v - 1 / 3) < 1e-9 for v in w):
+                    # the reference's instance_selection_function, in its order of operations
+                    select = (p + (a_flow.unsqueeze(-1) + a_rgb.unsqueeze(-1))) / 3
+                else:
+                    select = w[0] * p + w[1] * a_rgb.unsqueeze(-1) + w[2] * a_flow.unsqueeze(-1)
         else:
             select = cas.detach()
         cas_top, _ = ops.topk_mil(select.contiguous(), cas.contiguous(), k=ks["mil"], backend=be)

@@ -66,8 +66,9 @@ def postprocess_outputs(outs: Dict[str, torch.Tensor], t_orig, video_ids, class_
 
 def detection_map(gt, results, cfg, subset):
     from .evaluate import detection_map as _dmap
+    kind = "activitynet" if cfg["dataset"] == "activitynet" else "thumos14"   # named averages
     return _dmap(gt, results, tiou_thresholds=cfg["eval"]["tiou_thresholds"], subset=subset,
-                 dataset=cfg["dataset"])
+                 dataset=kind)
 
 
 # =============================================================================================
