@@ -66,6 +66,8 @@ THUMOS14: Dict[str, Any] = {
         "eval_every": 10,           # steps between evaluations
         "eval_from_epoch": 1,       # 0-based: the reference evaluates from the 2nd epoch on
         "eval_at_end": True,        # also evaluate after the last step
+        "eval_batch_size": 16,      # videos per predict() call in an evaluation pass
+        "save_every": None,         # steps between last.pt writes (None: at every evaluation)
         "seed": 1,
         "drop_last": False,
         "test_split": "test",
@@ -101,19 +103,23 @@ ACTIVITYNET12: Dict[str, Any] = copy.deepcopy(ACTIVITYNET13)
 ACTIVITYNET12.update({"name": "activitynet12", "num_classes": 100})
 
 # Built-in synthetic set: THUMOS layout, THUMOS method, smaller network and clips so that
-# the default `python -m sal_ext.train` runs in minutes on 2 CPU cores.
+# the default `python -m sal_ext.train` runs in about 5 minutes on 2 CPU cores (data
+# generation ~30 s, 1500 steps of ~0.17 s, 6 evaluations) and reaches ~20% mAP avg(0.1:0.7)
+# (26% at tIoU 0.1), still rising. hidden 64 instead of 512: fc1 is hidden^2 x hidden.
+# lr 3e-4: at 1e-3 the encoder's ReLUs all die within ~30 steps on these features; at the
+# reference's 1e-4 learning starts only after ~400 steps.
 SYNTHETIC: Dict[str, Any] = copy.deepcopy(THUMOS14)
 SYNTHETIC.update({
     "name": "synthetic",
     "dataset": "thumos14",
-    "num_segments": 200,
+    "num_segments": 100,
     "model": {"hidden": 64, "encoder_kernel": 3, "fusion_lambda": 0.1, "dropout": 0.5},
     "synthetic": {"seed": 0, "num_train": 100, "num_test": 60, "num_classes": 20,
                   "feature_dim": 2048, "min_len": 80, "max_len": 400},
 })
-SYNTHETIC["optim"].update({"lr": 1e-3})
+SYNTHETIC["optim"].update({"lr": 3e-4})
 SYNTHETIC["train"].update({
-    "batch_size": 8, "epochs": 30, "eval_every": 50, "eval_from_epoch": 0, "seed": 0,
+    "batch_size": 4, "epochs": 60, "eval_every": 250, "eval_from_epoch": 0, "seed": 0,
 })
 
 PRESETS = {
