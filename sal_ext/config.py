@@ -58,7 +58,8 @@ THUMOS14: Dict[str, Any] = {
         "confidence_mask": True, "ema_momentum": 0.7, "var_scale": 0.5, "q": 0.5,
         "w_mil": 1.0, "w_mc": 5.0, "w_bg": 10.0, "w_act": 1.0, "w_se": 3.0, "w_mix": 1.0,
     },
-    "optim": {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 5e-4},
+    "optim": {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 5e-4,
+              "impl": "fused", "set_to_none": True},   # see train.make_optimizer
     "train": {
         "batch_size": 2,
         "epochs": 100,
