@@ -54,8 +54,9 @@ def ensure_synthetic_data(cfg: Dict[str, Any]) -> str:
 
 def build_split(cfg: Dict[str, Any], split: str, sampling: str):
     from .data import build_dataset
+    kw = {} if cfg["feature_dim"] == 2048 else {"feature_dim": cfg["feature_dim"]}
     return build_dataset(cfg["dataset"], cfg["data_root"], split, num_segments=cfg["num_segments"],
-                         sampling=sampling, seed=cfg["train"]["seed"])
+                         sampling=sampling, seed=cfg["train"]["seed"], **kw)
 
 
 def postprocess_outputs(outs: Dict[str, torch.Tensor], t_orig, video_ids, class_names, cfg, labels=None):
