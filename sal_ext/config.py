@@ -68,7 +68,7 @@ THUMOS14: Dict[str, Any] = {
         "eval_from_epoch": 1,       # 0-based: the reference evaluates from the 2nd epoch on
         "eval_at_end": True,        # also evaluate after the last step
         "eval_batch_size": 16,      # videos per predict() call in an evaluation pass
-        "save_every": None,         # steps between last.pt writes (None: at every evaluation)
+        "save_every": 500,          # steps between last.pt writes (None: at every evaluation)
         "seed": 1,
         "drop_last": False,
         "test_split": "test",
@@ -91,7 +91,7 @@ ACTIVITYNET13["loss"].update({
     "ema_momentum": 0.99, "var_scale": 6.0, "w_mc": 20.0, "w_bg": 1.0,
 })
 ACTIVITYNET13["train"].update({
-    "batch_size": 32, "epochs": None, "max_steps": 50000, "eval_every": 200,
+    "batch_size": 32, "epochs": None, "max_steps": 50000, "eval_every": 200, "save_every": 1000,
     "eval_from_epoch": 0, "seed": 0, "drop_last": True, "test_split": "val",
 })
 ACTIVITYNET13["inference"].update({
@@ -120,7 +120,7 @@ SYNTHETIC.update({
 })
 SYNTHETIC["optim"].update({"lr": 3e-4})
 SYNTHETIC["train"].update({
-    "batch_size": 4, "epochs": 60, "eval_every": 250, "eval_from_epoch": 0, "seed": 0,
+    "batch_size": 4, "epochs": 60, "eval_every": 250, "eval_from_epoch": 0, "seed": 0, "save_every": None,
 })
 
 PRESETS = {

@@ -2,7 +2,7 @@
 
     python -m sal_ext.train                       # built-in synthetic set, a few minutes on CPU
     python -m sal_ext.train --preset thumos14 --data-root DIR [--val-fraction 0.2]
-    python -m sal_ext.train --resume runs/thumos14-.../last.pt
+    python -m sal_ext.train --resume runs/thumos14-.../last.pt   # last.pt: best.pt has no optimizer
 
 With no arguments the synthetic set is generated (sal_ext.data.synthetic, cached), SAL is
 trained with the THUMOS method on a small network, evaluated every `eval_every` steps, and
@@ -320,9 +320,14 @@ class Trainer:
             "config": self.cfg,
         }
 
-    def save(self, name: str) -> str:
+    def save(self, name: str, full: bool = True) -> str:
+        """last.pt: the full state (resumable); best.pt (full=False): no optimizer / RNG, a
+        third of the size (THUMOS: 0.6 GB instead of 1.8 GB, written at every improvement)."""
         path = os.path.join(self.out, name)
-        atomic_save(self.state(), path)
+        st = self.state()
+        if not full:
+            st = {k: st[k] for k in ("model", "loss", "step", "epoch", "best", "config")}
+        atomic_save(st, path)
         return path
 
     def load(self, ckpt: Dict[str, Any]) -> None:
@@ -373,7 +378,7 @@ class Trainer:
         if metric > self.best["metric"]:
             self.best = {"metric": metric, "step": self.step, "split": rec["split"],
                          "mAP": rec["mAP"], "averages": rec["averages"]}
-            self.save("best.pt")
+            self.save("best.pt", full=False)
 
     # -- loop -------------------------------------------------------------------------------
     def train(self) -> None:
