@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     for d in dets[:args.top]:
         print(f"{d['label']:<24}{d['segment'][0]:>10.2f}{d['segment'][1]:>10.2f}{d['score']:>9.4f}")
     if args.plot:
-        plot_video(args.plot, out, post, dets, cfg, feats.shape[0])
+        plot_video(args.plot, out, post, dets, cfg, feats.shape[0], top=args.top)
         print(f"figure saved to {args.plot}")
     return 0
 
