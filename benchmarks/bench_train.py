@@ -6,10 +6,10 @@
 
 Training step = forward + SAL loss + backward + Adam step (T=750, D=2048, hidden 512, C=20),
 split into its phases, for:
-  kernel        sal_ext.ops with backend="kernel" (C++/CUDA), fused Adam, gradients kept
+  kernel        sal_ext.ops with backend="kernel" (C++/CUDA), fused Adam (the trainer's setup)
   torch         the same with backend="torch" (pure-torch op fallbacks)
-  torch+refopt  backend="torch", foreach Adam and zero_grad(set_to_none=True): what the
-                reference does (its 512 MB fc1 gradient is freed and re-mapped every step)
+  torch+refopt  backend="torch", foreach Adam: the reference's optimizer
+  torch+keep    backend="torch", fused Adam, zero_grad(set_to_none=False) (gradients kept)
 Ratios are torch / kernel and torch+refopt / kernel (> 1: faster than that variant).
 The evaluation pass (--eval-videos N > 0) times predict over N synthetic test videos
 (uniform sampling, 750 segments), postprocess and detection mAP, as sal_ext.train does.
@@ -37,7 +37,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def step_times(backend, batch, device, repeats, adam="fused", set_to_none=False, T=750, seed=0):
+def step_times(backend, batch, device, repeats, adam="fused", set_to_none=True, T=750, seed=0):
     """Median seconds of each phase of a training step (after one warm-up step)."""
     cfg = get_preset("thumos14")
     torch.manual_seed(seed)
@@ -101,7 +101,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, nargs="+", default=[2, 16])
     p.add_argument("--repeats", type=int, default=3, help="timed steps per variant (batch 16: 1 + 1 warm-up)")
-    p.add_argument("--variants", nargs="+", default=["kernel", "torch", "torch+refopt"])
+    p.add_argument("--variants", nargs="+", default=["kernel", "torch", "torch+refopt", "torch+keep"])
     p.add_argument("--eval-videos", type=int, default=0, help="also time an evaluation pass over N videos")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -117,7 +117,7 @@ def main(argv=None):
             refopt = var.endswith("+refopt")
             try:
                 ph, losses = step_times(backend, B, device, reps, adam="foreach" if refopt else "fused",
-                                        set_to_none=refopt)
+                                        set_to_none=not var.endswith("+keep"))
             except RuntimeError as exc:  # e.g. no kernel built for this device
                 print(f"B={B} {var}: skipped ({exc})")
                 continue

@@ -33,8 +33,8 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
     if isinstance(ck, dict) and "config" in ck and "model" in ck:
         cfg = ck["config"]
         if preset is not None:
-            cfg = {**get_preset(preset), "model": cfg["model"], "num_classes": cfg["num_classes"],
-                   "feature_dim": cfg["feature_dim"], "class_names": cfg.get("class_names")}
+            keep = ("model", "num_classes", "feature_dim", "num_segments", "class_names")
+            cfg = {**get_preset(preset), **{k: cfg.get(k) for k in keep}}
     else:
         cfg = get_preset(preset or "thumos14")
     apply_overrides(cfg, overrides)
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     for d in dets[:args.top]:
         print(f"{d['label']:<24}{d['segment'][0]:>10.2f}{d['segment'][1]:>10.2f}{d['score']:>9.4f}")
     if args.plot:
-        plot_video(args.plot, out, post, dets, cfg, feats.shape[0])
+        plot_video(args.plot, out, post, dets, cfg, feats.shape[0], top=args.top)
         print(f"figure saved to {args.plot}")
     return 0
 
