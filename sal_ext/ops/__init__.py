@@ -7,7 +7,7 @@ the differentiable ones, is a torch.library custom op with autograd and fake ker
 from ._common import backends
 from .detection import detection_ap, segment_iou
 from .nms import nms_1d
-from .proposals import oic_proposals
+from .proposals import oic_proposals, oic_proposals_batched
 from .second_order_pool import second_order_pool
 from .segment_mixup import mix_targets, segment_mixup
 from .topk import topk_mask, topk_mil
@@ -23,4 +23,5 @@ __all__ = [
     "segment_iou",
     "detection_ap",
     "oic_proposals",
+    "oic_proposals_batched",
 ]
