@@ -346,10 +346,18 @@ def _emulated_cuda_kernel(seg_s, sc_s, perm, offsets, G, n, max_group, method, t
     name = {v: k for k, v in nms_mod.METHODS.items()}[method]
     for g in range(G):
         o, m = int(offsets[g]), int(sizes[g])
+        # hard / linear / gaussian apply min_score (in float64) and max_keep in the kernel; sal
+        # filters nothing and writes its float64 scores to ws_score[n:] (the front filters them)
+        sal = name == "sal"
         k, s = nms_1d_reference(seg_s[o:o + m], sc_s[o:o + m], iou_threshold=thr, method=name,
-                                sigma=sigma, plus_one=plus_one)  # the kernel may skip the filters
+                                sigma=sigma, plus_one=plus_one,
+                                min_score=None if sal or min_score == -math.inf else min_score,
+                                max_keep=None if sal or max_keep < 0 else max_keep)
         out_idx[o:o + len(k)] = perm[o:o + m][k]
         out_sc[o:o + len(k)] = s
+        if sal:
+            assert ws_score.numel() == 2 * n
+            ws_score[n + o:n + o + len(k)] = s.double()
         counts[g] = len(k)
 
 
