@@ -239,6 +239,7 @@ __device__ void block_argmax(double& v, int64_t& idx, int64_t& pos) {
     idx = lane < kWarps ? si[lane] : 0;
     pos = lane < kWarps ? sp[lane] : -1;
     warp_argmax(v, idx, pos);
+    __syncwarp();  // every lane has read its sv[lane] before lane 0 overwrites sv[0]
     if (lane == 0) {
       sv[0] = v;
       si[0] = idx;
