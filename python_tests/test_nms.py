@@ -419,3 +419,20 @@ def test_signed_zero_scores_and_label_runs(device, method):
         kw = dict(iou_threshold=0.5, method=method, sigma=0.3)
         _assert_same(nms_1d(seg, sc, labels, backend="kernel", **kw), nms_1d_reference(seg, sc, labels, **kw),
                      torch.float64)
+
+
+def test_sal_min_score_on_float64_scores(device):
+    # min_score applies to the float64 decayed score, not to its float32 rounding: a decayed
+    # score d with float32(d) < d and min_score = d is kept (the CUDA front once compared the
+    # rounded outputs and dropped it)
+    seg, sc, _ = _random_case(300, dtype=torch.float32, device=device)
+    kw = dict(iou_threshold=0.2, method="sal", sigma=0.3)
+    idx64, sc64 = nms_1d_reference(seg.double(), sc.double(), **kw)
+    rounded_down = (sc64.float().double() < sc64).nonzero().flatten()
+    assert rounded_down.numel() > 0
+    j = int(rounded_down[rounded_down.numel() // 2])
+    ms = float(sc64[j])
+    got = nms_1d(seg, sc, backend="kernel", min_score=ms, **kw)
+    want = nms_1d_reference(seg, sc, min_score=ms, **kw)
+    assert int(idx64[j]) in got[0].tolist() and int(idx64[j]) in want[0].tolist()
+    _assert_same(got, want, torch.float32)
