@@ -24,6 +24,25 @@ inline void set_device(int device, const char* op) {
   SAL_CUDA_CHECK(cudaSetDevice(device), op);
 }
 
+// set_device for the scope of one op call, restoring the caller's current device on exit
+// (torch reads the runtime's current device: a kernel on cuda:1 must not leave it switched).
+class DeviceGuard {
+ public:
+  DeviceGuard(int device, const char* op) {
+    SAL_CUDA_CHECK(cudaGetDevice(&prev_), op);
+    if (prev_ != device) set_device(device, op);
+  }
+  ~DeviceGuard() {
+    int cur = prev_;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur != prev_) cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace sal

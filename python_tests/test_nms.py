@@ -346,10 +346,18 @@ def _emulated_cuda_kernel(seg_s, sc_s, perm, offsets, G, n, max_group, method, t
     name = {v: k for k, v in nms_mod.METHODS.items()}[method]
     for g in range(G):
         o, m = int(offsets[g]), int(sizes[g])
+        # hard / linear / gaussian apply min_score (in float64) and max_keep in the kernel; sal
+        # filters nothing and writes its float64 scores to ws_score[n:] (the front filters them)
+        sal = name == "sal"
         k, s = nms_1d_reference(seg_s[o:o + m], sc_s[o:o + m], iou_threshold=thr, method=name,
-                                sigma=sigma, plus_one=plus_one)  # the kernel may skip the filters
+                                sigma=sigma, plus_one=plus_one,
+                                min_score=None if sal or min_score == -math.inf else min_score,
+                                max_keep=None if sal or max_keep < 0 else max_keep)
         out_idx[o:o + len(k)] = perm[o:o + m][k]
         out_sc[o:o + len(k)] = s
+        if sal:
+            assert ws_score.numel() == 2 * n
+            ws_score[n + o:n + o + len(k)] = s.double()
         counts[g] = len(k)
 
 
@@ -411,3 +419,20 @@ def test_signed_zero_scores_and_label_runs(device, method):
         kw = dict(iou_threshold=0.5, method=method, sigma=0.3)
         _assert_same(nms_1d(seg, sc, labels, backend="kernel", **kw), nms_1d_reference(seg, sc, labels, **kw),
                      torch.float64)
+
+
+def test_sal_min_score_on_float64_scores(device):
+    # min_score applies to the float64 decayed score, not to its float32 rounding: a decayed
+    # score d with float32(d) < d and min_score = d is kept (the CUDA front once compared the
+    # rounded outputs and dropped it)
+    seg, sc, _ = _random_case(300, dtype=torch.float32, device=device)
+    kw = dict(iou_threshold=0.2, method="sal", sigma=0.3)
+    idx64, sc64 = nms_1d_reference(seg.double(), sc.double(), **kw)
+    rounded_down = (sc64.float().double() < sc64).nonzero().flatten()
+    assert rounded_down.numel() > 0
+    j = int(rounded_down[rounded_down.numel() // 2])
+    ms = float(sc64[j])
+    got = nms_1d(seg, sc, backend="kernel", min_score=ms, **kw)
+    want = nms_1d_reference(seg, sc, min_score=ms, **kw)
+    assert int(idx64[j]) in got[0].tolist() and int(idx64[j]) in want[0].tolist()
+    _assert_same(got, want, torch.float32)

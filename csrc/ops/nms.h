@@ -34,7 +34,9 @@ int64_t nms_1d_cpu(ptr_t segments, ptr_t scores, ptr_t labels, int64_t N, int me
 // indices. Group g writes its outputs, in output order, to out_idx / out_scores at positions
 // [offsets[g], offsets[g] + counts[g]) (counts int64 [G]); the caller compacts and applies
 // min_score / max_keep (the kernel only uses them to stop early).
-// Workspace (caller-allocated, N elements each): ws_pos int64, ws_score double, ws_state int32.
+// Workspace (caller-allocated, N elements each): ws_pos int64, ws_score double, ws_state int32;
+// for sal ws_score has 2N doubles: [N + offsets[g], ...) receives group g's output scores in
+// double (the caller filters min_score on them, as the CPU kernel does, not on the rounded ones).
 // hard: when mask != 0 it is a uint64 workspace of mask_words = sum_g n_g * ceil(n_g / 64) words
 // and mask_offsets int64 [G+1] its per-group prefix sums; tile_offsets int64 [G+1] the prefix
 // sums of ceil(n_g / 64)^2 (the IoU tiles); total_tiles its last value. mask == 0: the one

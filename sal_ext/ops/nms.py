@@ -228,7 +228,8 @@ def _nms_cuda(segments, scores, labels, *, iou_threshold, method, sigma, min_sco
     out_sc = torch.empty(n, dtype=scores.dtype, device=dev)
     counts = torch.zeros(G, dtype=torch.int64, device=dev)
     ws_pos = torch.empty(n if method == "sal" else 0, dtype=torch.int64, device=dev)
-    ws_score = torch.empty(n if method != "hard" else 0, dtype=torch.float64, device=dev)
+    # sal: the second half receives the output scores in float64 (min_score is applied to them)
+    ws_score = torch.empty({"hard": 0, "sal": 2 * n}.get(method, n), dtype=torch.float64, device=dev)
     ws_state = torch.empty(n if method != "hard" else 0, dtype=torch.int32, device=dev)
     mask = mask_off = tile_off = None
     total_tiles = 0
@@ -259,8 +260,10 @@ def _nms_cuda(segments, scores, labels, *, iou_threshold, method, sigma, min_sco
     gid = torch.repeat_interleave(torch.arange(G, device=dev), sizes, output_size=n)
     local = torch.arange(n, device=dev) - offsets[gid]
     valid = local < counts[gid]
-    if min_score > -math.inf:
-        valid &= out_sc.to(torch.float64) >= min_score
+    # min_score: hard / linear / gaussian already stopped or dropped in the kernel (in float64);
+    # sal filters here on the float64 scores (not on the rounded out_sc, as the CPU kernel)
+    if min_score > -math.inf and method == "sal":
+        valid &= ws_score[n:] >= min_score
     if max_keep >= 0:
         csum = torch.cumsum(valid.to(torch.int64), 0)
         excl = csum - valid.to(torch.int64)

@@ -21,7 +21,7 @@ __global__ void segment_iou_kernel(const scalar_t* __restrict__ a, const scalar_
 void segment_iou_cuda(ptr_t a, ptr_t b, ptr_t out, int64_t N, int64_t M, int dtype, int device,
                       ptr_t stream) {
   if (N == 0 || M == 0) return;
-  set_device(device, "segment_iou");
+  DeviceGuard device_guard(device, "segment_iou");
   const int threads = 256;
   const int blocks = (int)std::min<int64_t>(ceil_div(N * M, threads), 65535LL * 8);
   SAL_DISPATCH_FLOAT(dtype, "segment_iou", [&] {

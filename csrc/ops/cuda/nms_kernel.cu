@@ -128,7 +128,8 @@ greedy_block_kernel(const scalar_t* __restrict__ seg, const scalar_t* __restrict
                     double thr, double sigma, double min_score, int64_t max_keep, bool plus_one,
                     int64_t* __restrict__ out_idx, scalar_t* __restrict__ out_sc,
                     int64_t* __restrict__ counts, int64_t* __restrict__ ws_pos,
-                    double* __restrict__ ws_score, int* __restrict__ ws_state) {
+                    double* __restrict__ ws_score, double* __restrict__ out_sc64,
+                    int* __restrict__ ws_state) {
   __shared__ int warp_counts[kWarps];
   const int64_t g = blockIdx.x;
   const int64_t off = offsets[g], n = offsets[g + 1] - off;
@@ -149,6 +150,7 @@ greedy_block_kernel(const scalar_t* __restrict__ seg, const scalar_t* __restrict
     if (tid == 0) {
       out_idx[off + K] = sorted_idx[off + i];
       out_sc[off + K] = si_score;
+      if (kSal) out_sc64[off + K] = (double)si_score;
     }
     ++K;
     const double s = (double)seg[2 * (off + i)], e = (double)seg[2 * (off + i) + 1];
@@ -192,6 +194,7 @@ greedy_block_kernel(const scalar_t* __restrict__ seg, const scalar_t* __restrict
     for (int64_t q = tid; q < S; q += kThreads) {
       out_idx[off + K + q] = sorted_idx[off + ws_pos[off + q]];
       out_sc[off + K + q] = (scalar_t)ws_score[off + q];
+      out_sc64[off + K + q] = ws_score[off + q];  // the caller filters min_score in double
     }
   }
   if (tid == 0) counts[g] = K + S;
@@ -236,6 +239,7 @@ __device__ void block_argmax(double& v, int64_t& idx, int64_t& pos) {
     idx = lane < kWarps ? si[lane] : 0;
     pos = lane < kWarps ? sp[lane] : -1;
     warp_argmax(v, idx, pos);
+    __syncwarp();  // every lane has read its sv[lane] before lane 0 overwrites sv[0]
     if (lane == 0) {
       sv[0] = v;
       si[0] = idx;
@@ -335,7 +339,7 @@ void nms_1d_cuda(ptr_t sorted_segments, ptr_t sorted_scores, ptr_t sorted_idx, p
   if (method < kNmsHard || method > kNmsSal) fail(op, "unknown method code " + std::to_string(method));
   if (N <= 0 || G <= 0) return;
   if (G > INT_MAX) fail(op, "too many groups for one launch");
-  set_device(device, op);
+  DeviceGuard device_guard(device, op);
   cudaStream_t st = as_stream(stream);
   const int64_t* off = as_ptr<const int64_t>(offsets);
   const int64_t* sidx = as_ptr<const int64_t>(sorted_idx);
@@ -359,12 +363,14 @@ void nms_1d_cuda(ptr_t sorted_segments, ptr_t sorted_scores, ptr_t sorted_idx, p
           sc, sidx, off, m, moff, min_score, max_keep, oidx, osc, cnt);
       SAL_CUDA_CHECK_LAUNCH(op);
     } else if (method == kNmsHard || method == kNmsSal) {
+      // sal: ws_score holds 2N doubles, the second half the output scores in double
+      double* sc64 = method == kNmsSal ? as_ptr<double>(ws_score) + N : nullptr;
       auto kernel = method == kNmsSal ? greedy_block_kernel<scalar_t, true>
                                       : greedy_block_kernel<scalar_t, false>;
       kernel<<<(unsigned)G, kThreads, 0, st>>>(seg, sc, sidx, off, iou_threshold, sigma,
                                                min_score, max_keep, plus_one, oidx, osc, cnt,
                                                as_ptr<int64_t>(ws_pos), as_ptr<double>(ws_score),
-                                               as_ptr<int>(ws_state));
+                                               sc64, as_ptr<int>(ws_state));
       SAL_CUDA_CHECK_LAUNCH(op);
     } else {
       auto kernel = method == kNmsGaussian ? soft_block_kernel<scalar_t, true>

@@ -357,7 +357,7 @@ void second_order_pool_forward_cuda(ptr_t x, ptr_t lengths, ptr_t y, ptr_t norm,
                                     int device, ptr_t stream) {
   if (B <= 0 || D <= 0 || T <= 0) return;
   const char* op = "second_order_pool";
-  set_device(device, op);
+  DeviceGuard device_guard(device, op);
   cudaStream_t st = as_stream(stream);
   SAL_CUDA_CHECK(cudaMemsetAsync(as_ptr<double>(acc), 0, sizeof(double) * B, st), op);
   const int64_t* lens = as_ptr<const int64_t>(lengths);
@@ -389,7 +389,7 @@ void second_order_pool_backward_cuda(ptr_t x, ptr_t lengths, ptr_t y, ptr_t norm
                                      bool normalize, int dtype, int device, ptr_t stream) {
   if (B <= 0 || D <= 0 || T <= 0) return;
   const char* op = "second_order_pool";
-  set_device(device, op);
+  DeviceGuard device_guard(device, op);
   cudaStream_t st = as_stream(stream);
   SAL_CUDA_CHECK(cudaMemsetAsync(as_ptr<double>(acc), 0, sizeof(double) * B, st), op);
   const int64_t* lens = as_ptr<const int64_t>(lengths);

@@ -100,7 +100,7 @@ bool can_vectorise(int64_t inner, std::initializer_list<ptr_t> ptrs) {
 void segment_mixup_cuda(ptr_t x, ptr_t out, int64_t B, int64_t inner, int64_t shift, double a,
                         double c, int dtype, int device, ptr_t stream) {
   if (B * inner == 0) return;
-  set_device(device, "segment_mixup");
+  DeviceGuard device_guard(device, "segment_mixup");
   SAL_DISPATCH_FLOAT(dtype, "segment_mixup", [&] {
     constexpr int W = kVecWidth<scalar_t>;
     using VW = typename Vec<scalar_t, W>::type;
@@ -120,7 +120,7 @@ void segment_mixup_cuda(ptr_t x, ptr_t out, int64_t B, int64_t inner, int64_t sh
 void mix_targets_cuda(ptr_t g, ptr_t m, ptr_t g_out, ptr_t m_out, int64_t B, int64_t inner,
                       int64_t shift, int dtype, int device, ptr_t stream) {
   if (B * inner == 0) return;
-  set_device(device, "mix_targets");
+  DeviceGuard device_guard(device, "mix_targets");
   SAL_DISPATCH_FLOAT(dtype, "mix_targets", [&] {
     constexpr int W = kVecWidth<scalar_t>;
     using VW = typename Vec<scalar_t, W>::type;

@@ -228,7 +228,7 @@ void launch(const char* op, ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths,
   using key_t = typename KeyOf<scalar_t>::type;
   const int64_t cols = B * C;
   if (nan_flag == 0) fail(op, "nan_flag is required");
-  set_device(device, op);
+  DeviceGuard device_guard(device, op);
   // the flag is zeroed even when there is nothing to do, so the front always reads a value
   SAL_CUDA_CHECK(cudaMemsetAsync(as_ptr<void>(nan_flag), 0, sizeof(int), as_stream(stream)), op);
   if (cols == 0) return;
@@ -295,7 +295,7 @@ void topk_mil_backward_cuda(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t 
                             int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype, int device,
                             ptr_t stream) {
   if (B * T * C == 0) return;
-  set_device(device, "topk_mil");
+  DeviceGuard device_guard(device, "topk_mil");
   const int64_t esize = dtype == kFloat64 ? 8 : 4;
   SAL_CUDA_CHECK(cudaMemsetAsync(as_ptr<void>(grad_value), 0, static_cast<size_t>(B * T * C * esize),
                                  as_stream(stream)), "topk_mil");
