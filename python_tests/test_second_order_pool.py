@@ -221,3 +221,13 @@ def test_bad_inputs():
         second_order_pool(x, normalize=None)
     with pytest.raises(ValueError, match="`backend`"):
         second_order_pool(x, backend="gpu")
+
+
+def test_lengths_not_convertible():
+    # a non-numeric `lengths` used to surface torch's raw "Could not infer dtype" error
+    x = torch.rand(2, 3, 8, dtype=torch.float64)
+    for bad in ("ab", [None, 1], object()):
+        with pytest.raises(TypeError, match="`lengths`"):
+            second_order_pool(x, bad, backend="kernel")
+    torch.testing.assert_close(second_order_pool(x, [8, 3], backend="kernel"),
+                               second_order_pool(x, torch.tensor([8, 3]), backend="kernel"))

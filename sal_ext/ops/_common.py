@@ -88,7 +88,11 @@ def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device)
     if lengths is None:
         return None
     if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{op}: `{name}` must be an integer tensor or a sequence of ints, "
+                            f"got {type(lengths).__name__}") from None
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
         raise TypeError(f"{op}: `{name}` must be an integer tensor, got {lengths.dtype}")
     if lengths.dim() != 1 or lengths.shape[0] != batch:
