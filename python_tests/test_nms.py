@@ -243,6 +243,22 @@ def test_bad_inputs():
         nms_1d(seg, sc, iou_threshold=0.5, backend="fast")
 
 
+@pytest.mark.parametrize("method", ["hard", "linear", "gaussian", "sal"])
+def test_huge_max_keep_means_all(method):
+    # max_keep beyond int64 used to reach the binding and fail there with a raw TypeError
+    seg = torch.sort(torch.rand(20, 2, dtype=torch.float64), 1).values
+    sc = torch.rand(20, dtype=torch.float64)
+    lab = torch.randint(0, 3, (20,))
+    for labels in (None, lab):
+        want = nms_1d(seg, sc, labels, iou_threshold=0.3, method=method, backend="kernel")
+        for max_keep in (20, 2**40, 2**70):
+            for backend in ("kernel", "torch"):
+                got = nms_1d(seg, sc, labels, iou_threshold=0.3, method=method, max_keep=max_keep,
+                             backend=backend)
+                tol = 0 if backend == "kernel" else 1e-12  # libm vs torch exp: one ulp
+                torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
 # ---- the SAL reference, re-derived in numpy from SAL_SPEC.md "Inference" ----------------------
 # Per class: sort by score (argsort()[::-1]); take the best; every proposal left in the queue
 # whose IoU (+1 lengths) with it is >= thresh leaves the queue, its score multiplied once by

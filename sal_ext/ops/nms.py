@@ -138,6 +138,7 @@ def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, ma
             raise TypeError(f"{_OP}: `max_keep` must be an int or None, got {type(max_keep).__name__}")
         if max_keep < 0:
             raise ValueError(f"{_OP}: `max_keep` must be >= 0, got {max_keep}")
+        max_keep = min(max_keep, n)  # the same result; keeps it in the kernels' int64 range
     if not isinstance(plus_one, bool):
         raise TypeError(f"{_OP}: `plus_one` must be a bool, got {type(plus_one).__name__}")
     params = dict(iou_threshold=iou_threshold, method=method, sigma=sigma, min_score=min_score,
