@@ -131,3 +131,52 @@ def test_config_overrides():
     th = C.get_preset("thumos14")
     assert (th["num_segments"], th["train"]["batch_size"], th["train"]["epochs"], th["train"]["eval_every"]) == (750, 2, 100, 10)
     json.dumps(th)  # plain data
+
+
+def _user_error(fn, argv, *fragments):
+    """fn(argv) must exit with a one-line message (no traceback) holding every fragment."""
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    msg = e.value.code
+    assert isinstance(msg, str) and "\n" not in msg, msg
+    for frag in fragments:
+        assert frag in msg, msg
+    return msg
+
+
+def test_cli_user_errors(tmp_path):
+    # each of these used to end in a traceback (or, for a bad data root, an exception from
+    # the data loader after the run folder had been created)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = str(tmp_path / "out")
+    _user_error(train.main, ["--preset", "thumos14", "--data-root", str(tmp_path / "nope")], "no such folder")
+    _user_error(train.main, ["--preset", "thumos14", "--data-root", str(empty), "--out", out],
+                "split file is missing")
+    assert not os.path.exists(out)
+    _user_error(train.main, ["--set", "nope=3", "--out", out], "unknown config key 'nope'")
+    _user_error(train.main, ["--val-fraction", "1.5", "--out", out], "--val-fraction")
+    _user_error(train.main, ["--resume", str(tmp_path / "missing.pt")], "--resume", "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("junk")
+    _user_error(train.main, ["--resume", str(junk)], "cannot read")
+    other = str(tmp_path / "other.pt")
+    torch.save({"a": torch.zeros(3)}, other)
+    _user_error(train.main, ["--resume", other], "not a last.pt")
+    feats = str(tmp_path / "x.npy")
+    np.save(feats, np.zeros((10, 2048), np.float32))
+    _user_error(infer.main, ["--checkpoint", str(tmp_path / "missing.pt"), "--features", feats], "no such file")
+    _user_error(infer.main, ["--checkpoint", str(junk), "--features", feats], "cannot read")
+    _user_error(infer.main, ["--checkpoint", other, "--features", feats], "does not fit the network")
+    _user_error(infer.main, ["--checkpoint", other, "--features", feats, "--set", "nope=1"],
+                "unknown config key 'nope'")
+
+
+def test_cli_user_error_subprocess(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "sal_ext.infer", "--checkpoint", str(tmp_path / "missing.pt"),
+                        "--features", "x.npy"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [f"python -m sal_ext.infer: error: --checkpoint "
+                                             f"{tmp_path / 'missing.pt'}: no such file"]
