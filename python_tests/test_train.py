@@ -3,6 +3,8 @@ resume exactly, infer. Needs sal_ext.data, sal_ext.inference and sal_ext.evaluat
 import json
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -60,7 +62,7 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
     assert not [f for f in os.listdir(a) if ".tmp" in f]  # atomic writes leave no temp file
 
     # inference: one video (features in one file, and as rgb + flow), then the whole split
-    vid = open(os.path.join(root, "split_test.txt")).read().split()[0]
+    vid = Path(root, "split_test.txt").read_text().split()[0]
     rgb = os.path.join(root, "features", "test", "rgb", vid + ".npy")
     flow = os.path.join(root, "features", "test", "flow", vid + ".npy")
     both = str(tmp_path / "v.npy")
@@ -75,7 +77,7 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
     from sal_ext.data import THUMOS14_CLASSES
     res = str(tmp_path / "results.json")
     assert infer.main(["--checkpoint", os.path.join(a, "best.pt"), "--split-root", root, "--out", res]) == 0
-    out = json.load(open(res))
+    out = json.loads(Path(res).read_text())
     assert set(out) >= {"results"} and len(out["results"]) >= 1
     for dets in out["results"].values():
         for d in dets:
@@ -101,7 +103,7 @@ def test_reference_checkpoint_loads_in_infer(root, tmp_path):
     m, cfg = infer.load_checkpoint(path, "thumos14", ["feature_dim=64", "model.hidden=8", "num_segments=32"], "cpu")
     for k, v in model.state_dict().items():
         assert torch.equal(m.state_dict()[k], v)
-    vid = open(os.path.join(root, "split_test.txt")).read().split()[0]
+    vid = Path(root, "split_test.txt").read_text().split()[0]
     feats = np.concatenate([np.load(os.path.join(root, "features", "test", s, vid + ".npy")) for s in ("rgb", "flow")], 1)
     dets, out, post = infer.localize(m, cfg, feats.astype(np.float32))
     assert out["cas"].shape == (1, 32, 20)
