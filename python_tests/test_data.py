@@ -423,6 +423,14 @@ def test_cli(tiny, broken, tmp_path, capsys):
                           cwd=REPO)
     assert proc.returncode == 1 and len(proc.stdout.strip().splitlines()) == 5, proc.stderr
 
+    # a missing class-name file or an unwritable --out: one line and status 2, no traceback
+    missing = os.path.join(tiny, "missing.txt")
+    capsys.readouterr()
+    assert cli_main(["check", "--dataset", "thumos14", "--data-root", tiny, "--class-names", missing]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: No such file or directory"
+    assert cli_main(["synth", "--out", os.path.join(tiny, "gt.json", "x"), "--num-train", "1", "--num-test", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
 
 # ----------------------------------------------------------------------------------------------
 # W-TALC and ActivityNet layouts
