@@ -158,6 +158,10 @@ def test_cli_user_errors(tmp_path):
     assert not os.path.exists(out)
     _user_error(train.main, ["--set", "nope=3", "--out", out], "unknown config key 'nope'")
     _user_error(train.main, ["--val-fraction", "1.5", "--out", out], "--val-fraction")
+    for bad in (["--batch-size", "0"], ["--epochs", "x"], ["--max-steps", "-1"], ["--eval-every", "0"]):
+        with pytest.raises(SystemExit) as e:  # argparse: usage and status 2
+            train.main(bad)
+        assert e.value.code == 2
     _user_error(train.main, ["--resume", str(tmp_path / "missing.pt")], "--resume", "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_text("junk")

@@ -184,7 +184,7 @@ def parse_args(argv=None):
     p.add_argument("--rgb", help="[T, D/2] RGB .npy (with --flow)")
     p.add_argument("--flow", help="[T, D/2] flow .npy (with --rgb)")
     p.add_argument("--plot", help="save a figure (CAS, actionness, detections) to this file")
-    p.add_argument("--top", type=int, default=20, help="detections to print and plot (default 20)")
+    p.add_argument("--top", type=_train._nonnegative_int, default=20, help="detections to print and plot (default 20)")
     p.add_argument("--split-root", help="run over the test split of this data folder")
     p.add_argument("--out", help="results JSON path (with --split-root; default results.json)")
     p.add_argument("--device", choices=["cpu", "cuda"])
@@ -194,6 +194,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _user_error("--device cuda: no CUDA device is available to torch")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
     if args.split_root:

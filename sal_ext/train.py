@@ -17,11 +17,13 @@ use only them, and the test split is evaluated once, at the end, with the select
 checkpoint.
 
 Outputs under --out (default runs/<preset>-<time>): eval_log.jsonl (one line per
-evaluation), train_log.jsonl (one line per step), best.pt and last.pt (written atomically:
-temp file + os.replace) holding the model, optimizer, loss state (adaptive-mask EMA), RNG
-states (torch, numpy, python), step/epoch/position and the config. `--resume` continues a
-killed run exactly where its last checkpoint stopped (on CPU the losses afterwards equal
-an uninterrupted run's). Every preset value can be changed with --set key=value.
+evaluation), train_log.jsonl (one line per step), config.json, and two checkpoints (written
+atomically: temp file + os.replace): last.pt, every `save_every` steps and at the end, holds
+the model, optimizer, loss state (adaptive-mask EMA), RNG states (torch, numpy, python),
+step/epoch/position and the config; best.pt, at every improvement, holds the model, loss
+state and config (no optimizer or RNG state: for sal_ext.infer, not for --resume).
+`--resume` continues a killed run exactly where its last.pt stopped (on CPU the losses
+afterwards equal an uninterrupted run's). Every preset value can be changed with --set key=value.
 """
 from __future__ import annotations
 
@@ -452,6 +454,24 @@ class Trainer:
 # =============================================================================================
 # command line
 # =============================================================================================
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _nonnegative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sal_ext.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -460,14 +480,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default runs/<preset>-<time>)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--num-workers", type=int, default=0,
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--num-workers", type=_nonnegative_int, default=0,
                    help="DataLoader workers (default 0: the features are cached in memory)")
     p.add_argument("--backend", choices=["auto", "kernel", "torch"],
                    help="sal_ext.ops backend (default: SAL_EXT_BACKEND, else auto)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--max-steps", type=_positive_int, help="stop after this many optimizer steps")
+    p.add_argument("--eval-every", type=_positive_int, help="steps between evaluations")
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="hold out this fraction of the training videos, select the checkpoint on "
                         "them and evaluate the test split once at the end (honest model selection; "
@@ -525,6 +545,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not 0.0 <= args.val_fraction < 1.0:
         raise _user_error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _user_error("--device cuda: no CUDA device is available to torch")
     if args.data_root and not os.path.isdir(args.data_root):
         raise _user_error(f"--data-root {args.data_root}: no such folder")
     ckpt = None
