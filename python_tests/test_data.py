@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -143,8 +145,8 @@ def _rows(root, split, vid):
 
 def test_synthetic_layout(tiny):
     gt = load_ground_truth(os.path.join(tiny, "gt.json"))
-    train = open(os.path.join(tiny, "split_train.txt")).read().split()
-    test = open(os.path.join(tiny, "split_test.txt")).read().split()
+    train = Path(tiny, "split_train.txt").read_text().split()
+    test = Path(tiny, "split_test.txt").read_text().split()
     assert len(train) == 6 and len(test) == 4
     for split, vids, subset in (("train", train, "validation"), ("test", test, "test")):
         for vid in vids:
@@ -170,7 +172,7 @@ def test_synthetic_deterministic(tmp_path):
     files = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
     assert len(files) == 2 * 3 + 4
     for f in files:
-        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
+        assert Path(a, f).read_bytes() == Path(b, f).read_bytes(), f
     vid = "video_validation_0000001"
     x, y = _rows(a, "train", vid), _rows(c, "train", vid)
     assert x.shape[1] == 64 and (x.shape != y.shape or not np.array_equal(x, y))
@@ -318,8 +320,8 @@ def test_synthetic_is_learnable(tmp_path):
 def broken(tiny, tmp_path):
     root = str(tmp_path / "broken")
     shutil.copytree(tiny, root)
-    train = open(os.path.join(root, "split_train.txt")).read().split()
-    test = open(os.path.join(root, "split_test.txt")).read().split()
+    train = Path(root, "split_train.txt").read_text().split()
+    test = Path(root, "split_test.txt").read_text().split()
     ftr = os.path.join(root, "features", "train")
     fte = os.path.join(root, "features", "test")
     os.remove(os.path.join(ftr, "flow", train[0] + ".npy"))  # missing flow file
@@ -332,7 +334,7 @@ def broken(tiny, tmp_path):
     np.save(os.path.join(fte, "rgb", test[0] + ".npy"), x[:, :1000])  # wrong width
     with open(os.path.join(fte, "flow", test[2] + ".npy"), "wb") as f:
         f.write(b"not a numpy file")  # unreadable
-    gt = json.load(open(os.path.join(root, "gt.json")))
+    gt = json.loads(Path(root, "gt.json").read_text())
     db = gt["database"]
     db[train[3]]["annotations"][0]["label"] = "Skateboarding"  # unknown label
     ann = db[test[1]]["annotations"][0]
@@ -342,7 +344,7 @@ def broken(tiny, tmp_path):
     a["segment"] = [a["segment"][1], a["segment"][0]]  # ends before it starts
     del db[test[3]]  # not in the ground truth ...
     os.remove(os.path.join(fte, "rgb", test[3] + ".npy"))  # ... and its features are still checked
-    json.dump(gt, open(os.path.join(root, "gt.json"), "w"))
+    Path(root, "gt.json").write_text(json.dumps(gt))
     return root, train, test
 
 
@@ -390,7 +392,7 @@ def test_check_missing_files(tmp_path):
 def test_lazy_dataset_reports_bad_rows(tiny, tmp_path):
     root = str(tmp_path / "lazy")
     shutil.copytree(tiny, root)
-    vid = open(os.path.join(root, "split_test.txt")).read().split()[0]
+    vid = Path(root, "split_test.txt").read_text().split()[0]
     path = os.path.join(root, "features", "test", "rgb", vid + ".npy")
     x = np.load(path)
     x[:] = np.inf
@@ -420,6 +422,14 @@ def test_cli(tiny, broken, tmp_path, capsys):
                            "--data-root", root, "--splits", "test"], capture_output=True, text=True, env=env,
                           cwd=REPO)
     assert proc.returncode == 1 and len(proc.stdout.strip().splitlines()) == 5, proc.stderr
+
+    # a missing class-name file or an unwritable --out: one line and status 2, no traceback
+    missing = os.path.join(tiny, "missing.txt")
+    capsys.readouterr()
+    assert cli_main(["check", "--dataset", "thumos14", "--data-root", tiny, "--class-names", missing]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: No such file or directory"
+    assert cli_main(["synth", "--out", os.path.join(tiny, "gt.json", "x"), "--num-train", "1", "--num-test", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -233,6 +233,10 @@ def test_cli_json_last_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ev.main(["--gt", g, "--pred", p, "--tiou", "0.7:0.1:0.1"])
     assert "tiou" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.json")  # the message names the file, without "[Errno 2]"
+    with pytest.raises(SystemExit):
+        ev.main(["--gt", g, "--pred", missing])
+    assert capsys.readouterr().err.strip() == f"sal_ext.evaluate: error: {missing}: No such file or directory"
 
 
 def test_cli_subprocess(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import sal_reference_np as R
+from sal_ext.config import get_preset, inference_config
 from sal_ext.inference import InferenceConfig, THUMOS_ACT_THRESHOLDS, postprocess, save_results
 
 
@@ -81,6 +82,17 @@ def test_matches_reference_smooth_cas():
 
 def test_thresholds_are_the_reference_values():
     assert np.array_equal(np.array(THUMOS_ACT_THRESHOLDS), np.arange(0.1, 1.0, 0.1))
+
+
+@pytest.mark.parametrize("name", ["thumos14", "activitynet13"])
+def test_preset_thresholds_are_the_reference_values(name):
+    # the preset used to list 0.3, 0.7 as plain decimals (not 0.30000000000000004, ...): the
+    # runs above a threshold at boundary positions depend on the exact values
+    cfg = get_preset(name)
+    want = np.arange(0.1, 1.0, 0.1)
+    for thr in (cfg["inference"]["act_thresholds"], inference_config(cfg).act_thresholds,
+                json.loads(json.dumps(cfg))["inference"]["act_thresholds"]):
+        assert np.array_equal(np.array(thr, dtype=np.float64), want), thr
 
 
 def test_class_threshold_and_argmax_fallback():

@@ -8,6 +8,8 @@ from sal_ext.ops import nms_1d
 from sal_ext.ops import nms as nms_mod
 from sal_ext.ops.nms import nms_1d_reference
 
+import sal_reference_np as R
+
 METHODS = ["hard", "linear", "gaussian", "sal"]
 
 
@@ -243,33 +245,27 @@ def test_bad_inputs():
         nms_1d(seg, sc, iou_threshold=0.5, backend="fast")
 
 
+@pytest.mark.parametrize("method", ["hard", "linear", "gaussian", "sal"])
+def test_huge_max_keep_means_all(method):
+    # max_keep beyond int64 used to reach the binding and fail there with a raw TypeError
+    seg = torch.sort(torch.rand(20, 2, dtype=torch.float64), 1).values
+    sc = torch.rand(20, dtype=torch.float64)
+    lab = torch.randint(0, 3, (20,))
+    for labels in (None, lab):
+        want = nms_1d(seg, sc, labels, iou_threshold=0.3, method=method, backend="kernel")
+        for max_keep in (20, 2**40, 2**70):
+            for backend in ("kernel", "torch"):
+                got = nms_1d(seg, sc, labels, iou_threshold=0.3, method=method, max_keep=max_keep,
+                             backend=backend)
+                tol = 0 if backend == "kernel" else 1e-12  # libm vs torch exp: one ulp
+                torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
 # ---- the SAL reference, re-derived in numpy from SAL_SPEC.md "Inference" ----------------------
 # Per class: sort by score (argsort()[::-1]); take the best; every proposal left in the queue
 # whose IoU (+1 lengths) with it is >= thresh leaves the queue, its score multiplied once by
-# exp(-iou^2 / alpha) (one scalar at a time), appended after all kept ones.
-
-def numpy_sal_soft_nms(rows, thresh, alpha):
-    """rows: [k, 4] array of (input index, score, start, end). Returns rows in output order."""
-    props = np.array(rows, dtype=np.float64)
-    x1, x2, score = props[:, 2], props[:, 3], props[:, 1]
-    areas = x2 - x1 + 1
-    order = score.argsort(kind="stable")[::-1]
-    kept, decayed = [], []
-    while order.size > 0:
-        i = order[0]
-        kept.append(props[i].tolist())
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1)
-        iou = inter / (areas[i] + areas[order[1:]] - inter)
-        hit = np.where(iou >= thresh)[0]
-        mod = props[order[hit + 1]]
-        for k in range(mod.shape[0]):
-            mod[k, 1] = mod[k, 1] * np.exp(-np.square(iou[hit][k]) / alpha)
-        decayed.extend(mod.tolist())
-        order = order[np.where(iou < thresh)[0] + 1]
-    return kept + decayed
-
+# exp(-iou^2 / alpha) (one scalar at a time), appended after all kept ones: soft_nms of
+# sal_reference_np.py (the test oracle shared with test_inference.py), run per label here.
 
 def numpy_sal_per_class(seg, sc, lab, thresh, alpha):
     seg, sc = seg.cpu().double().numpy(), sc.cpu().double().numpy()
@@ -277,7 +273,7 @@ def numpy_sal_per_class(seg, sc, lab, thresh, alpha):
     idx, out = [], []
     for c in np.unique(lab):
         rows = [[i, sc[i], seg[i, 0], seg[i, 1]] for i in np.nonzero(lab == c)[0]]
-        for r in numpy_sal_soft_nms(rows, thresh, alpha):
+        for r in R.soft_nms(rows, thresh, True, alpha):  # rows (index, score, start, end)
             idx.append(int(r[0]))
             out.append(r[1])
     return np.array(idx, dtype=np.int64), np.array(out, dtype=np.float64)

@@ -219,3 +219,30 @@ def test_bad_inputs():
         oic_proposals(v[0], THR, vs[0, :2])
     with pytest.raises(TypeError, match="`cas`"):
         oic_proposals([[0.5]], THR, vs[0])
+
+
+
+def test_bad_scalars_and_cas_named():
+    # these used to raise Python's bare float() errors, pass a truthy string as a bool, or
+    # name `values` for a `cas` argument
+    v, vs = torch.rand(2, 5, 3), torch.rand(2, 3)
+    for name in ("outer_ratio", "gamma"):
+        for bad in ("a", None, torch.rand(2), True):
+            with pytest.raises(TypeError, match=f"`{name}`"):
+                oic_proposals_batched(v, THR, vs, **{name: bad})
+    for bad in ("no", None, 1):
+        with pytest.raises(TypeError, match="`skip_first_only`"):
+            oic_proposals_batched(v, THR, vs, skip_first_only=bad)
+    with pytest.raises(ValueError, match="`upsample`"):
+        oic_proposals_batched(v, THR, vs, upsample=2**40)
+    with pytest.raises(ValueError, match="`cas`"):
+        oic_proposals(torch.rand(0, 3), THR, vs[0])
+    bad = v[0].clone()
+    bad[1, 1] = math.inf
+    with pytest.raises(ValueError, match="`cas`.*NaN or Inf"):
+        oic_proposals(bad, THR, vs[0])
+    # numbers that float() accepts still work
+    a = oic_proposals_batched(v, THR, vs, outer_ratio=torch.tensor(0.25), gamma=np.float64(0.2))
+    b = oic_proposals_batched(v, THR, vs)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)

@@ -28,6 +28,21 @@ def _pool_and_grad(fn, x, lengths, dy, **kw):
     return y.detach(), gx
 
 
+def _kernel_pool(*args, **kw):
+    return second_order_pool(*args, backend="kernel", **kw)
+
+
+def _kernel_and_reference(x, lengths, dy, **opt):
+    """(y, gx) of the kernel, then (y, gx) of the torch reference, on the same inputs."""
+    return (*_pool_and_grad(_kernel_pool, x, lengths, dy, **opt),
+            *_pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt))
+
+
+def _assert_close_float64(y, gx, y_ref, gx_ref):
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+
+
 @pytest.mark.parametrize("D,T", list(itertools.product(DS, TS)))
 def test_matches_reference_float64(device, D, T):
     B = 1 + (D + T) % 3  # B in 1..3 across the grid
@@ -35,9 +50,7 @@ def test_matches_reference_float64(device, D, T):
     dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
     for lengths in _lengths_variants(B, T, device):
         for opt in OPTIONS:
-            y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
-                                   x, lengths, dy, **opt)
-            y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
+            y, gx, y_ref, gx_ref = _kernel_and_reference(x, lengths, dy, **opt)
             msg = f"B={B} D={D} T={T} lengths={lengths} {opt}"
             torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12, msg=msg)
             torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item() + 1e-14,
@@ -55,11 +68,8 @@ def test_large_blocked_float64(device, center):
     dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
     for lengths in (None, torch.tensor([257, 530], device=device)):
         opt = dict(scale="sal", center=center, normalize=True)
-        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
-                               x, lengths, dy, **opt)
-        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
-        torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+        y, gx, y_ref, gx_ref = _kernel_and_reference(x, lengths, dy, **opt)
+        _assert_close_float64(y, gx, y_ref, gx_ref)
 
 
 def test_many_videos_float64(device):
@@ -71,11 +81,8 @@ def test_many_videos_float64(device):
     for lens in (None, lengths):
         for center in (False, True):
             opt = dict(scale="mean", center=center, normalize=True)
-            y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
-                                   x, lens, dy, **opt)
-            y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lens, dy, **opt)
-            torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
-            torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
+            y, gx, y_ref, gx_ref = _kernel_and_reference(x, lens, dy, **opt)
+            _assert_close_float64(y, gx, y_ref, gx_ref)
 
 
 @pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -85,8 +92,7 @@ def test_float32_vs_float64_oracle(device, opt):
     lengths = torch.tensor([T, 40, 1], device=device)
     dy64 = torch.randn(B, D * D, dtype=torch.float64, device=device)
     for lens in (None, lengths):
-        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
-                               x64.float(), lens, dy64.float(), **opt)
+        y, gx = _pool_and_grad(_kernel_pool, x64.float(), lens, dy64.float(), **opt)
         y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x64, lens, dy64, **opt)
         assert y.dtype == torch.float32 and gx.dtype == torch.float32
         torch.testing.assert_close(y.double(), y_ref, rtol=2e-4, atol=2e-6 * y_ref.abs().max().item())
@@ -112,17 +118,15 @@ def test_zero_channel(device, opt):
     x[1, 5] = 0
     dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
     for lengths in (None, torch.tensor([13, 4], device=device)):
-        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
-                               x, lengths, dy, **opt)
-        y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, lengths, dy, **opt)
+        y, gx, y_ref, gx_ref = _kernel_and_reference(x, lengths, dy, **opt)
         assert bool((y.view(B, D, D)[:, 2, :] == 0).all()) and bool((y.view(B, D, D)[:, :, 2] == 0).all())
         torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-12)
         assert torch.isfinite(gx).all()
     # the whole video zero: output 0 and gradient 0 (the norm is clamped)
     z = torch.zeros(1, 4, 6, dtype=torch.float64, device=device)
-    y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k), z, None,
-                           torch.randn(1, 16, dtype=torch.float64, device=device), **opt)
+    y, gx = _pool_and_grad(_kernel_pool, z, None, torch.randn(1, 16, dtype=torch.float64, device=device),
+                           **opt)
     assert bool((y == 0).all()) and bool((gx == 0).all())
 
 
@@ -132,8 +136,7 @@ def test_eps_and_clamped_norm(device, scale_x, eps):
     x = torch.randn(2, 5, 7, dtype=torch.float64, device=device) * scale_x
     dy = torch.randn(2, 25, dtype=torch.float64, device=device)
     for center in (False, True):
-        y, gx = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="kernel", **k),
-                               x, None, dy, eps=eps, center=center)
+        y, gx = _pool_and_grad(_kernel_pool, x, None, dy, eps=eps, center=center)
         y_ref, gx_ref = _pool_and_grad(second_order_pool_reference, x, None, dy, eps=eps, center=center)
         torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-15)
         torch.testing.assert_close(gx, gx_ref, rtol=1e-8, atol=1e-10 * gx_ref.abs().max().item())
@@ -221,3 +224,13 @@ def test_bad_inputs():
         second_order_pool(x, normalize=None)
     with pytest.raises(ValueError, match="`backend`"):
         second_order_pool(x, backend="gpu")
+
+
+def test_lengths_not_convertible():
+    # a non-numeric `lengths` used to surface torch's raw "Could not infer dtype" error
+    x = torch.rand(2, 3, 8, dtype=torch.float64)
+    for bad in ("ab", [None, 1], object()):
+        with pytest.raises(TypeError, match="`lengths`"):
+            second_order_pool(x, bad, backend="kernel")
+    torch.testing.assert_close(second_order_pool(x, [8, 3], backend="kernel"),
+                               second_order_pool(x, torch.tensor([8, 3]), backend="kernel"))

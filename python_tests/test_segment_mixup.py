@@ -59,3 +59,30 @@ def test_bad_inputs():
         mix_targets(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(TypeError, match="`m`"):
         mix_targets(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_bad_shift_and_weight():
+    x = torch.rand(3, 4, dtype=torch.float64)
+    for bad in (1.0, True, "1", None):
+        with pytest.raises(TypeError, match="`shift`"):
+            segment_mixup(x, bad, backend="kernel")
+        with pytest.raises(TypeError, match="`shift`"):
+            mix_targets(x, x, bad, backend="kernel")
+    for bad in ("a", [0.5], True):
+        with pytest.raises(TypeError, match="`weight`"):
+            segment_mixup(x, 1, bad, backend="kernel")
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`weight`"):
+            segment_mixup(x, 1, bad, backend="kernel")
+
+
+@pytest.mark.parametrize("shift", [2**40 + 1, 2**63 - 1, -2**63, 2**70, -(2**70) - 1])
+def test_huge_shift_is_the_same_roll(shift):
+    # any int shift is the roll by shift mod B (it used to overflow int64 in the binding)
+    x = torch.rand(3, 4, dtype=torch.float64)
+    g = (torch.rand(3, 4, dtype=torch.float64) > 0.5).double()
+    for backend in ("kernel", "torch"):
+        torch.testing.assert_close(segment_mixup(x, shift, backend=backend),
+                                   mixup_reference(x, shift % 3), rtol=0, atol=0)
+        for a, b in zip(mix_targets(g, x, shift, backend=backend), mix_targets_reference(g, x, shift % 3)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -3,6 +3,8 @@ resume exactly, infer. Needs sal_ext.data, sal_ext.inference and sal_ext.evaluat
 import json
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -60,7 +62,7 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
     assert not [f for f in os.listdir(a) if ".tmp" in f]  # atomic writes leave no temp file
 
     # inference: one video (features in one file, and as rgb + flow), then the whole split
-    vid = open(os.path.join(root, "split_test.txt")).read().split()[0]
+    vid = Path(root, "split_test.txt").read_text().split()[0]
     rgb = os.path.join(root, "features", "test", "rgb", vid + ".npy")
     flow = os.path.join(root, "features", "test", "flow", vid + ".npy")
     both = str(tmp_path / "v.npy")
@@ -75,7 +77,7 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
     from sal_ext.data import THUMOS14_CLASSES
     res = str(tmp_path / "results.json")
     assert infer.main(["--checkpoint", os.path.join(a, "best.pt"), "--split-root", root, "--out", res]) == 0
-    out = json.load(open(res))
+    out = json.loads(Path(res).read_text())
     assert set(out) >= {"results"} and len(out["results"]) >= 1
     for dets in out["results"].values():
         for d in dets:
@@ -101,7 +103,7 @@ def test_reference_checkpoint_loads_in_infer(root, tmp_path):
     m, cfg = infer.load_checkpoint(path, "thumos14", ["feature_dim=64", "model.hidden=8", "num_segments=32"], "cpu")
     for k, v in model.state_dict().items():
         assert torch.equal(m.state_dict()[k], v)
-    vid = open(os.path.join(root, "split_test.txt")).read().split()[0]
+    vid = Path(root, "split_test.txt").read_text().split()[0]
     feats = np.concatenate([np.load(os.path.join(root, "features", "test", s, vid + ".npy")) for s in ("rgb", "flow")], 1)
     dets, out, post = infer.localize(m, cfg, feats.astype(np.float32))
     assert out["cas"].shape == (1, 32, 20)
@@ -131,3 +133,56 @@ def test_config_overrides():
     th = C.get_preset("thumos14")
     assert (th["num_segments"], th["train"]["batch_size"], th["train"]["epochs"], th["train"]["eval_every"]) == (750, 2, 100, 10)
     json.dumps(th)  # plain data
+
+
+def _user_error(fn, argv, *fragments):
+    """fn(argv) must exit with a one-line message (no traceback) holding every fragment."""
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    msg = e.value.code
+    assert isinstance(msg, str) and "\n" not in msg, msg
+    for frag in fragments:
+        assert frag in msg, msg
+    return msg
+
+
+def test_cli_user_errors(tmp_path):
+    # each of these used to end in a traceback (or, for a bad data root, an exception from
+    # the data loader after the run folder had been created)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = str(tmp_path / "out")
+    _user_error(train.main, ["--preset", "thumos14", "--data-root", str(tmp_path / "nope")], "no such folder")
+    _user_error(train.main, ["--preset", "thumos14", "--data-root", str(empty), "--out", out],
+                "split file is missing")
+    assert not os.path.exists(out)
+    _user_error(train.main, ["--set", "nope=3", "--out", out], "unknown config key 'nope'")
+    _user_error(train.main, ["--val-fraction", "1.5", "--out", out], "--val-fraction")
+    for bad in (["--batch-size", "0"], ["--epochs", "x"], ["--max-steps", "-1"], ["--eval-every", "0"]):
+        with pytest.raises(SystemExit) as e:  # argparse: usage and status 2
+            train.main(bad)
+        assert e.value.code == 2
+    _user_error(train.main, ["--resume", str(tmp_path / "missing.pt")], "--resume", "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("junk")
+    _user_error(train.main, ["--resume", str(junk)], "cannot read")
+    other = str(tmp_path / "other.pt")
+    torch.save({"a": torch.zeros(3)}, other)
+    _user_error(train.main, ["--resume", other], "not a last.pt")
+    feats = str(tmp_path / "x.npy")
+    np.save(feats, np.zeros((10, 2048), np.float32))
+    _user_error(infer.main, ["--checkpoint", str(tmp_path / "missing.pt"), "--features", feats], "no such file")
+    _user_error(infer.main, ["--checkpoint", str(junk), "--features", feats], "cannot read")
+    _user_error(infer.main, ["--checkpoint", other, "--features", feats], "does not fit the network")
+    _user_error(infer.main, ["--checkpoint", other, "--features", feats, "--set", "nope=1"],
+                "unknown config key 'nope'")
+
+
+def test_cli_user_error_subprocess(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "sal_ext.infer", "--checkpoint", str(tmp_path / "missing.pt"),
+                        "--features", "x.npy"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [f"python -m sal_ext.infer: error: --checkpoint "
+                                             f"{tmp_path / 'missing.pt'}: no such file"]

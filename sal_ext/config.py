@@ -21,8 +21,15 @@ import copy
 import json
 from typing import Any, Dict, Iterable, List
 
+import numpy as np
+
 THUMOS_TIOU = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 ANET_TIOU = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+
+# The reference's OIC thresholds, np.arange(0.1, 1.0, 0.1) with its exact values
+# (0.30000000000000004, 0.7000000000000001, ...): which upsampled positions lie above a
+# threshold, and so the proposals, depends on them. sal_ext.inference uses these too.
+THUMOS_ACT_THRESHOLDS = tuple(float(t) for t in np.arange(0.1, 1.0, 0.1))
 
 # sal_ext.inference.InferenceConfig defaults (the reference THUMOS inference)
 INFERENCE_THUMOS = {
@@ -30,7 +37,7 @@ INFERENCE_THUMOS = {
     "score_weight": 0.35,           # s = softmax(beta * cas_top + (1 - beta) * sc)
     "topk_r": 8,
     "fuse_weights": [1 / 3, 1 / 3, 1 / 3],   # combined = w0 softmax(cas) + w1 a_rgb + w2 a_flow
-    "act_thresholds": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "act_thresholds": list(THUMOS_ACT_THRESHOLDS),
     "upsample": 24,
     "outer_ratio": 0.2,
     "gamma": 0.2,

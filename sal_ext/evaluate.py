@@ -472,7 +472,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         thr = parse_tiou(args.tiou) if args.tiou is not None else None
         res = detection_map(args.gt, args.pred, thr, args.subset, args.dataset, per_class=args.per_class)
     except (ValueError, OSError) as exc:
-        p.exit(2, f"sal_ext.evaluate: error: {exc}\n")
+        msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
+        p.exit(2, f"sal_ext.evaluate: error: {msg}\n")
     print(f"subset {res['subset']!r}: {res['num_gt']} ground truths, {res['num_pred']} predictions, "
           f"{res['ap'].shape[1]} classes")
     print(format_table(res))

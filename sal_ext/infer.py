@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -25,11 +26,20 @@ import torch
 from .config import PRESETS, apply_overrides, get_preset
 from .model import build_model, load_reference_state_dict
 from . import train as _train
+from .train import _message
 
 
 def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], device) -> tuple:
-    """(model in eval mode, config) from our checkpoint or a reference state dict."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    """(model in eval mode, config) from our checkpoint or a reference state dict.
+
+    A missing or unreadable file, a bad --set or a state dict that does not fit the preset's
+    network raise SystemExit with a one-line message."""
+    if not os.path.isfile(path):
+        raise _user_error(f"--checkpoint {path}: no such file")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
+        raise _user_error(f"--checkpoint: cannot read {path}: {exc}") from None
     if isinstance(ck, dict) and "config" in ck and "model" in ck:
         cfg = ck["config"]
         if preset is not None:
@@ -37,10 +47,22 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
             cfg = {**get_preset(preset), **{k: cfg.get(k) for k in keep}}
     else:
         cfg = get_preset(preset or "thumos14")
-    apply_overrides(cfg, overrides)
-    model = build_model(cfg).to(device)
-    load_reference_state_dict(model, ck)
-    return model.eval(), cfg
+    try:
+        apply_overrides(cfg, overrides)
+        model = build_model(cfg)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _user_error(f"--set: {_message(exc)}") from None
+    try:
+        load_reference_state_dict(model, ck)
+    except (ValueError, KeyError, RuntimeError) as exc:  # a state dict of another network
+        what = "" if preset else " (a reference state dict needs the matching --preset)"
+        raise _user_error(f"--checkpoint {path} does not fit the network{what}: {exc}") from None
+    return model.to(device).eval(), cfg
+
+
+def _user_error(msg) -> SystemExit:
+    """A one-line message on stderr and exit status 1 for a mistake in the arguments or data."""
+    return SystemExit(f"python -m sal_ext.infer: error: {' '.join(_message(msg).split())}")
 
 
 def class_names_of(cfg: Dict[str, Any]) -> List[str]:
@@ -137,7 +159,12 @@ def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets, cfg, t_orig:
 def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size: int = 16) -> Dict[str, Any]:
     """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt."""
     cfg = dict(cfg, data_root=root)
-    ds = _train.build_split(cfg, cfg["train"]["test_split"], "uniform")
+    if not os.path.isdir(root):
+        raise _user_error(f"--split-root {root}: no such folder")
+    try:
+        ds = _train.build_split(cfg, cfg["train"]["test_split"], "uniform")
+    except (ValueError, OSError) as exc:
+        raise _user_error(exc) from None
     rec = _train.evaluate_split(model, ds, cfg, device, batch_size=batch_size)
     if out_path:
         with open(out_path, "w") as f:
@@ -152,11 +179,12 @@ def parse_args(argv=None):
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="settings for a reference checkpoint (default thumos14), or to change "
                         "the inference settings of one of ours")
-    p.add_argument("--features", help="[T, 2048] .npy (RGB first)")
-    p.add_argument("--rgb", help="[T, 1024] RGB .npy")
-    p.add_argument("--flow", help="[T, 1024] flow .npy")
+    p.add_argument("--features", help="[T, D] .npy, RGB columns first (D = the model's feature_dim, "
+                                      "2048 for THUMOS14)")
+    p.add_argument("--rgb", help="[T, D/2] RGB .npy (with --flow)")
+    p.add_argument("--flow", help="[T, D/2] flow .npy (with --rgb)")
     p.add_argument("--plot", help="save a figure (CAS, actionness, detections) to this file")
-    p.add_argument("--top", type=int, default=20, help="detections to print (default 20)")
+    p.add_argument("--top", type=_train._nonnegative_int, default=20, help="detections to print and plot (default 20)")
     p.add_argument("--split-root", help="run over the test split of this data folder")
     p.add_argument("--out", help="results JSON path (with --split-root; default results.json)")
     p.add_argument("--device", choices=["cpu", "cuda"])
@@ -166,6 +194,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _user_error("--device cuda: no CUDA device is available to torch")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
     if args.split_root:

@@ -31,11 +31,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
+from .config import THUMOS_ACT_THRESHOLDS  # np.arange(0.1, 1.0, 0.1), the reference's exact values
 from .ops import nms_1d
 from .ops.proposals import check_finite_fast, oic_proposals_batched
-
-# np.arange(0.1, 1.0, 0.1): the reference's exact values (0.30000000000000004, ...)
-THUMOS_ACT_THRESHOLDS = tuple(float(t) for t in np.arange(0.1, 1.0, 0.1))
 
 
 @dataclass

@@ -17,11 +17,13 @@ use only them, and the test split is evaluated once, at the end, with the select
 checkpoint.
 
 Outputs under --out (default runs/<preset>-<time>): eval_log.jsonl (one line per
-evaluation), train_log.jsonl (one line per step), best.pt and last.pt (written atomically:
-temp file + os.replace) holding the model, optimizer, loss state (adaptive-mask EMA), RNG
-states (torch, numpy, python), step/epoch/position and the config. `--resume` continues a
-killed run exactly where its last checkpoint stopped (on CPU the losses afterwards equal
-an uninterrupted run's). Every preset value can be changed with --set key=value.
+evaluation), train_log.jsonl (one line per step), config.json, and two checkpoints (written
+atomically: temp file + os.replace): last.pt, every `save_every` steps and at the end, holds
+the model, optimizer, loss state (adaptive-mask EMA), RNG states (torch, numpy, python),
+step/epoch/position and the config; best.pt, at every improvement, holds the model, loss
+state and config (no optimizer or RNG state: for sal_ext.infer, not for --resume).
+`--resume` continues a killed run exactly where its last.pt stopped (on CPU the losses
+afterwards equal an uninterrupted run's). Every preset value can be changed with --set key=value.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ import os
 import random
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -234,7 +236,6 @@ class Trainer:
                  val_fraction: float = 0.0):
         self.cfg, self.out, self.device = cfg, out_dir, device
         self.num_workers, self.progress = num_workers, progress
-        os.makedirs(out_dir, exist_ok=True)
         tr = cfg["train"]
 
         # data
@@ -253,6 +254,7 @@ class Trainer:
         if base.feature_dim != cfg["feature_dim"]:
             raise SystemExit(f"the data has feature_dim {base.feature_dim}, the preset {cfg['feature_dim']}")
         cfg["class_names"] = list(base.class_names)   # kept in checkpoints, for sal_ext.infer
+        os.makedirs(out_dir, exist_ok=True)           # after the data checks: no empty run folders
 
         # model, loss, optimizer
         set_seed(tr["seed"], device)
@@ -452,6 +454,24 @@ class Trainer:
 # =============================================================================================
 # command line
 # =============================================================================================
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _nonnegative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sal_ext.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -460,19 +480,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default runs/<preset>-<time>)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--num-workers", type=int, default=0,
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--num-workers", type=_nonnegative_int, default=0,
                    help="DataLoader workers (default 0: the features are cached in memory)")
     p.add_argument("--backend", choices=["auto", "kernel", "torch"],
                    help="sal_ext.ops backend (default: SAL_EXT_BACKEND, else auto)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--max-steps", type=_positive_int, help="stop after this many optimizer steps")
+    p.add_argument("--eval-every", type=_positive_int, help="steps between evaluations")
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="hold out this fraction of the training videos, select the checkpoint on "
                         "them and evaluate the test split once at the end (honest model selection; "
-                        "without it, as the reference, the best *test* evaluation is kept)")
-    p.add_argument("--resume", help="checkpoint (last.pt) or run folder to continue")
+                        "without it, as the reference, the best *test* evaluation is kept; "
+                        "with --resume, the resumed run's value)")
+    p.add_argument("--resume", help="checkpoint (last.pt) or run folder to continue; the run's own "
+                                    "config is used (--preset is ignored, other options apply)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset value, e.g. --set model.hidden=128 --set lr=3e-4")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -494,23 +516,59 @@ def build_config(args: argparse.Namespace, base: Optional[Dict[str, Any]] = None
     return cfg
 
 
+def _message(exc) -> str:
+    """str(exc) without the quotes str() puts around a KeyError's message."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _user_error(exc) -> SystemExit:
+    """A one-line message on stderr and exit status 1 for a mistake in the arguments or data."""
+    return SystemExit(f"python -m sal_ext.train: error: {' '.join(_message(exc).split())}")
+
+
+def load_resume_checkpoint(resume: str) -> Tuple[Dict[str, Any], str]:
+    """(checkpoint, its path) for --resume (a last.pt file or a run folder)."""
+    path = os.path.join(resume, "last.pt") if os.path.isdir(resume) else resume
+    if not os.path.isfile(path):
+        raise _user_error(f"--resume {resume}: no checkpoint {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
+        raise _user_error(f"--resume: cannot read {path}: {exc}") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
+        raise _user_error(f"--resume: {path} is not a last.pt of sal_ext.train "
+                          "(best.pt holds no optimizer state; resume from last.pt)")
+    return ckpt, path
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise _user_error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _user_error("--device cuda: no CUDA device is available to torch")
+    if args.data_root and not os.path.isdir(args.data_root):
+        raise _user_error(f"--data-root {args.data_root}: no such folder")
     ckpt = None
-    if args.resume:
-        path = os.path.join(args.resume, "last.pt") if os.path.isdir(args.resume) else args.resume
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        cfg = build_config(args, ckpt["config"])
-        out = args.out or os.path.dirname(os.path.abspath(path))
-    else:
-        cfg = build_config(args)
-        out = args.out or os.path.join("runs", f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        if args.resume:
+            ckpt, path = load_resume_checkpoint(args.resume)
+            cfg = build_config(args, ckpt["config"])
+            out = args.out or os.path.dirname(os.path.abspath(path))
+        else:
+            cfg = build_config(args)
+            out = args.out or os.path.join("runs", f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    except (ValueError, KeyError, TypeError) as exc:  # --set overrides
+        raise _user_error(exc) from None
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     val_fraction = args.val_fraction if ckpt is None else ckpt["config"].get("val_fraction", 0.0)
     cfg["val_fraction"] = val_fraction
 
-    trainer = Trainer(cfg, out, device, backend=args.backend, num_workers=args.num_workers,
-                      progress=not args.no_progress, val_fraction=val_fraction)
+    try:
+        trainer = Trainer(cfg, out, device, backend=args.backend, num_workers=args.num_workers,
+                          progress=not args.no_progress, val_fraction=val_fraction)
+    except (ValueError, OSError) as exc:  # data problems, invalid settings
+        raise _user_error(exc) from None
     if ckpt is not None:
         trainer.load(ckpt)
         print(f"resumed from step {trainer.step} (epoch {trainer.epoch})", file=sys.stderr)

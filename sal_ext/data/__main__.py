@@ -15,22 +15,29 @@ def _fmt(stats, unit=""):
     return f"min {stats['min']:.4g}{unit}, mean {stats['mean']:.4g}{unit}, max {stats['max']:.4g}{unit}"
 
 
+def _describe(exc) -> str:
+    """One line for an error; 'PATH: No such file or directory' for an OSError on a file."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split())
+
+
 def _read_class_file(path):
     with open(path, "r", encoding="utf-8") as f:
         return [ln.strip() for ln in f if ln.strip()]
 
 
 def cmd_check(args) -> int:
-    class_names = _read_class_file(args.class_names) if args.class_names else None
     kw = {"name": args.name} if args.name else {}
     try:
+        class_names = _read_class_file(args.class_names) if args.class_names else None
         problems, summary = scan_dataset(
             args.dataset, args.data_root, splits=args.splits, class_names=class_names,
             tolerance=args.tolerance, feature_dim=args.feature_dim,
             progress=False if args.no_progress else None, **kw,
         )
-    except (TypeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TypeError, ValueError, OSError) as exc:
+        print(f"error: {_describe(exc)}", file=sys.stderr)
         return 2
     if problems:
         for p in problems:
@@ -54,8 +61,8 @@ def cmd_synth(args) -> int:
             args.out, seed=args.seed, num_train=args.num_train, num_test=args.num_test,
             num_classes=args.num_classes, feature_dim=args.feature_dim, min_len=args.min_len, max_len=args.max_len,
         )
-    except (TypeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TypeError, ValueError, OSError) as exc:
+        print(f"error: {_describe(exc)}", file=sys.stderr)
         return 2
     print(f"wrote a synthetic THUMOS14-like set to {root}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .. import _ext
@@ -83,12 +84,38 @@ def check_finite(t: torch.Tensor, name: str, op: str) -> None:
         raise ValueError(f"{op}: `{name}` contains NaN or Inf")
 
 
+def check_segment_values(t, name: str, op: str) -> None:
+    """Checks [n, 2] (start, end) segments: finite, end >= start; ValueError naming `name`.
+
+    t: a tensor (on CPU the test runs in numpy: torch's parallel reductions would wake its
+    intra-op thread pool, which costs more than the check on a busy machine) or a numpy array.
+    """
+    if isinstance(t, np.ndarray) or t.device.type == "cpu":
+        a = t if isinstance(t, np.ndarray) else t.detach().numpy()
+        if a.size and not np.isfinite(a).all():
+            raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+        bad = np.flatnonzero(a[:, 1] < a[:, 0])
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
+        return
+    check_finite(t, name, op)
+    bad_rows = t[:, 1] < t[:, 0]
+    if t.shape[0] and bool(bad_rows.any()):
+        i = int(torch.nonzero(bad_rows)[0, 0])
+        raise ValueError(f"{op}: `{name}` row {i} has end < start ({t[i, 0].item()}, {t[i, 1].item()})")
+
+
 def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device) -> Optional[torch.Tensor]:
     """Checks per-video lengths [B] (ints in 1..max_len); returns them as int64 contiguous."""
     if lengths is None:
         return None
     if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{op}: `{name}` must be an integer tensor or a sequence of ints, "
+                            f"got {type(lengths).__name__}") from None
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
         raise TypeError(f"{op}: `{name}` must be an integer tensor, got {lengths.dtype}")
     if lengths.dim() != 1 or lengths.shape[0] != batch:

@@ -87,13 +87,7 @@ def _check_segments(t, name, op, device=None, dtypes=C.FLOAT_DTYPES):
     C.check_tensor(t, name, op, ndim=2, dtypes=dtypes, device=device)
     if t.shape[1] != 2:
         raise ValueError(f"{op}: `{name}` must have shape [n, 2] (start, end), got {tuple(t.shape)}")
-    if t.device.type == "cpu":  # numpy: no torch intra-op thread-pool wake-up for a check
-        _check_seg_values(t.detach().numpy(), name, op)
-        return
-    C.check_finite(t, name, op)
-    if t.numel() and bool((t[:, 1] < t[:, 0]).any()):
-        i = int(torch.nonzero(t[:, 1] < t[:, 0])[0, 0])
-        raise ValueError(f"{op}: `{name}` row {i} has end < start ({t[i, 0].item()}, {t[i, 1].item()})")
+    C.check_segment_values(t, name, op)
 
 
 # --------------------------------------------------------------------------- detection_ap
@@ -156,8 +150,8 @@ def detection_ap(
                 raise ValueError(f"{op}: `{name}` must be in [0, {num_classes}), got {lo if lo < 0 else hi}")
     if np.isnan(ps).any():
         raise ValueError(f"{op}: `pred_score` contains NaN")
-    _check_seg_values(pseg, "pred_segments", op)
-    _check_seg_values(gseg, "gt_segments", op)
+    C.check_segment_values(pseg, "pred_segments", op)
+    C.check_segment_values(gseg, "gt_segments", op)
 
     if C.use_kernel(op, "detection_ap", torch.device("cpu"), backend):
         ap = torch.empty(len(thr), num_classes, dtype=torch.float64)
@@ -180,15 +174,6 @@ def _check_seg_shape(t, name, op, device, n, like):
         raise ValueError(f"{op}: `{name}` must have shape [n, 2] (start, end), got {tuple(t.shape)}")
     if t.shape[0] != n:
         raise ValueError(f"{op}: `{name}` must have {n} rows like `{like}`, got {t.shape[0]}")
-
-
-def _check_seg_values(a: np.ndarray, name, op):
-    if a.size and not np.isfinite(a).all():
-        raise ValueError(f"{op}: `{name}` contains NaN or Inf")
-    bad = np.flatnonzero(a[:, 1] < a[:, 0])
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
 
 
 def _check_1d(t, name, op, dtypes, device, n=None) -> int:

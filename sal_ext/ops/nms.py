@@ -69,23 +69,12 @@ _CPU_WINDOWED = 1
 
 
 def _check_values(segments, scores):
-    """NaN/Inf and end < start checks. On CPU with numpy: torch's parallel reductions stall
-    for ~100 ms on an oversubscribed machine, which would dominate the kernel's time."""
+    """NaN/Inf and end < start checks (in numpy on CPU, see C.check_segment_values)."""
+    C.check_segment_values(segments, "segments", _OP)
     if segments.device.type != "cpu":
-        C.check_finite(segments, "segments", _OP)
         C.check_finite(scores, "scores", _OP)
-        bad_rows = segments[:, 1] < segments[:, 0]
-        if segments.shape[0] and bool(bad_rows.any()):
-            raise ValueError(f"{_OP}: `segments` has end < start (first at row {int(torch.nonzero(bad_rows)[0, 0])})")
-        return
-    seg, sc = segments.numpy(), scores.numpy()
-    if not np.isfinite(seg).all():
-        raise ValueError(f"{_OP}: `segments` contains NaN or Inf")
-    if not np.isfinite(sc).all():
+    elif not np.isfinite(scores.numpy()).all():
         raise ValueError(f"{_OP}: `scores` contains NaN or Inf")
-    bad_rows = seg[:, 1] < seg[:, 0]
-    if bad_rows.any():
-        raise ValueError(f"{_OP}: `segments` has end < start (first at row {int(np.flatnonzero(bad_rows)[0])})")
 
 
 def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, max_keep, plus_one):
@@ -138,6 +127,7 @@ def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, ma
             raise TypeError(f"{_OP}: `max_keep` must be an int or None, got {type(max_keep).__name__}")
         if max_keep < 0:
             raise ValueError(f"{_OP}: `max_keep` must be >= 0, got {max_keep}")
+        max_keep = min(max_keep, n)  # the same result; keeps it in the kernels' int64 range
     if not isinstance(plus_one, bool):
         raise TypeError(f"{_OP}: `plus_one` must be a bool, got {type(plus_one).__name__}")
     params = dict(iou_threshold=iou_threshold, method=method, sigma=sigma, min_score=min_score,

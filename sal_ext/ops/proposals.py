@@ -90,12 +90,21 @@ def _check_thresholds(thresholds, op) -> torch.Tensor:
     return thr.contiguous()
 
 
+def _as_float(v, name, op) -> float:
+    if isinstance(v, bool):
+        raise TypeError(f"{op}: `{name}` must be a float, got bool")
+    try:
+        return float(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{op}: `{name}` must be a float, got {type(v).__name__}") from None
+
+
 def _check_scalars(upsample, outer_ratio, gamma, op):
     if isinstance(upsample, bool) or not isinstance(upsample, int):
         raise TypeError(f"{op}: `upsample` must be an int, got {type(upsample).__name__}")
     if upsample < 1:
         raise ValueError(f"{op}: `upsample` must be >= 1, got {upsample}")
-    outer_ratio, gamma = float(outer_ratio), float(gamma)
+    outer_ratio, gamma = _as_float(outer_ratio, "outer_ratio", op), _as_float(gamma, "gamma", op)
     if not math.isfinite(outer_ratio) or outer_ratio < 0:
         raise ValueError(f"{op}: `outer_ratio` must be finite and >= 0, got {outer_ratio}")
     if not math.isfinite(gamma):
@@ -150,6 +159,8 @@ def oic_proposals_batched(
             raise ValueError(f"{op}: `columns` must have shape [{N}, {K}], got {tuple(columns.shape)}")
     thr = _check_thresholds(thresholds, op)
     upsample, outer_ratio, gamma = _check_scalars(upsample, outer_ratio, gamma, op)
+    if not isinstance(skip_first_only, bool):
+        raise TypeError(f"{op}: `skip_first_only` must be a bool, got {type(skip_first_only).__name__}")
     device = values.device
     # The work is on the CPU (see the module doc); the kernel choice is for the CPU.
     use_k = C.use_kernel(op, "oic_count", torch.device("cpu"), backend)
@@ -163,7 +174,8 @@ def oic_proposals_batched(
     pair_video, pair_class = pair_video.contiguous(), pair_class.contiguous()
     L = upsampled_length(T, upsample)
     if L >= 2**31:
-        raise ValueError(f"{op}: T * upsample must be < 2**31, got {L} upsampled positions")
+        raise ValueError(f"{op}: `upsample` * T must be < 2**31, got {L} upsampled positions "
+                         f"(upsample={upsample}, T={T})")
     if use_k:
         out = _kernel(vals, vs, pair_video, pair_class, thr, upsample, L, outer_ratio, gamma,
                       skip_first_only)
@@ -302,6 +314,9 @@ def oic_proposals(
     C.check_tensor(cas, "cas", _OP, ndim=2, dtypes=C.FLOAT_DTYPES, contiguous=False)
     C.check_tensor(video_scores, "video_scores", _OP, ndim=1, dtypes=C.FLOAT_DTYPES,
                    device=cas.device, contiguous=False)
+    if cas.shape[0] < 1:
+        raise ValueError(f"{_OP}: `cas` must have T >= 1 rows, got shape {tuple(cas.shape)}")
+    check_finite_fast(cas, "cas", _OP)
     if video_scores.shape[0] != cas.shape[1]:
         raise ValueError(f"{_OP}: `video_scores` must have shape [{cas.shape[1]}] (one per column of "
                          f"`cas`), got {tuple(video_scores.shape)}")

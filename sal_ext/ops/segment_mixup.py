@@ -6,6 +6,7 @@ pseudo-label targets. Differentiable; the backward is the same kernel with the s
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -44,10 +45,17 @@ def _mixup_setup(ctx, inputs, output):
 _mixup_kernel.register_autograd(_mixup_backward, setup_context=_mixup_setup)
 
 
-def _check_x(x, op):
-    C.check_tensor(x, "x", op, dtypes=C.FLOAT_DTYPES)
+def _check_x(x, op, name="x"):
+    C.check_tensor(x, name, op, dtypes=C.FLOAT_DTYPES)
     if x.dim() < 1 or x.shape[0] < 1:
-        raise ValueError(f"{op}: `x` must have a batch dimension of size >= 1, got shape {tuple(x.shape)}")
+        raise ValueError(f"{op}: `{name}` must have a batch dimension of size >= 1, got shape {tuple(x.shape)}")
+
+
+def _check_shift(shift, op, batch: int) -> int:
+    """An int shift, reduced modulo the batch size (the same roll; keeps it in int64 range)."""
+    if not isinstance(shift, int) or isinstance(shift, bool):
+        raise TypeError(f"{op}: `shift` must be an int, got {type(shift).__name__}")
+    return shift % batch
 
 
 def segment_mixup(
@@ -66,12 +74,18 @@ def segment_mixup(
         Tensor shaped like x. Differentiable w.r.t. x.
     """
     _check_x(x, _OP)
-    if not isinstance(shift, int) or isinstance(shift, bool):
-        raise TypeError(f"{_OP}: `shift` must be an int, got {type(shift).__name__}")
+    shift = _check_shift(shift, _OP, x.shape[0])
     if weight is None:
         a, c = 1.0, 1.0
     else:
-        weight = float(weight)
+        try:
+            if isinstance(weight, bool):
+                raise TypeError
+            weight = float(weight)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{_OP}: `weight` must be a float or None, got {type(weight).__name__}") from None
+        if not math.isfinite(weight):
+            raise ValueError(f"{_OP}: `weight` must be finite, got {weight}")
         a, c = weight, 1.0 - weight
     if not C.use_kernel(_OP, "segment_mixup", x.device, backend):
         return mixup_reference(x, shift, weight)
@@ -98,7 +112,8 @@ def mix_targets(
         (g_aug, m_aug) shaped like g. No gradient flows (the reference detaches both).
     """
     op = "mix_targets"
-    _check_x(g, op)
+    _check_x(g, op, "g")
+    shift = _check_shift(shift, op, g.shape[0])
     C.check_tensor(m, "m", op, dtypes=C.FLOAT_DTYPES, device=g.device)
     C.check_same_dtype(op, g=g, m=m)
     if m.shape != g.shape:
