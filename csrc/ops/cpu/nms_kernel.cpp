@@ -343,41 +343,86 @@ void run_soft_heap(Group& g, int64_t n, const Params& p, Sink<scalar_t>& out,
 }
 
 // Iterative Soft-NMS (linear / gaussian): re-rank after every decay; ties -> lower input index.
+// The live proposals are kept compacted in structure-of-arrays form (swap-remove: their order
+// is irrelevant, ties use the input index). A decay changes a score only where IoU > 0
+// (gaussian: exp(-0) == 1; linear: v > thr with v == 0 multiplies by (1 - 0) == 1), and IoU > 0
+// needs inter > 0 (then the union is > 0), so the division and exp run for overlapping pairs
+// only; the IoU itself is computed with iou_at's exact operation order.
+struct SoftSoa {
+  std::vector<double> s, e, len, cur;
+  std::vector<int64_t> idx, hit;
+};
+
 template <typename scalar_t>
-void run_soft(const Group& g, int64_t n, const Params& p, Sink<scalar_t>& out,
-              std::vector<int64_t>& alive, std::vector<double>& cur) {
-  cur.assign(g.score.begin(), g.score.begin() + n);
-  alive.clear();
-  for (int64_t j = 0; j < n; ++j)
-    if (cur[j] >= p.min_score) alive.push_back(j);
-  int64_t m = static_cast<int64_t>(alive.size());
-  auto better = [&](int64_t a, int64_t b) {  // a ranks before b
-    return cur[a] > cur[b] || (cur[a] == cur[b] && g.idx[a] < g.idx[b]);
-  };
-  int64_t best = -1;  // position in `alive`
+void run_soft(const Group& g, int64_t n, const Params& p, Sink<scalar_t>& out, SoftSoa& w) {
+  w.s.resize(n); w.e.resize(n); w.len.resize(n); w.cur.resize(n); w.idx.resize(n); w.hit.resize(n);
+  double* S = w.s.data();
+  double* E = w.e.data();
+  double* L = w.len.data();
+  double* CUR = w.cur.data();
+  int64_t* ID = w.idx.data();
+  int64_t m = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (g.score[j] >= p.min_score) {
+      S[m] = g.s[j]; E[m] = g.e[j]; L[m] = g.len[j]; CUR[m] = g.score[j]; ID[m] = g.idx[j];
+      ++m;
+    }
+  }
+  int64_t best = -1;
   for (int64_t r = 0; r < m; ++r)
-    if (best < 0 || better(alive[r], alive[best])) best = r;
+    if (best < 0 || CUR[r] > CUR[best] || (CUR[r] == CUR[best] && ID[r] < ID[best])) best = r;
   const bool gaussian = p.method == kNmsGaussian;
+  const double pad = p.plus_one ? 1.0 : 0.0;
+  const double thr = p.thr, sigma = p.sigma, min_score = p.min_score;
+  int64_t* H = w.hit.data();
   while (m > 0 && !out.full()) {
-    const int64_t i = alive[best];
-    out.push(g.idx[i], cur[i]);
-    alive[best] = alive[--m];  // order of `alive` is irrelevant: ties use the input index
-    best = -1;
-    int64_t r = 0;
-    while (r < m) {
-      const int64_t j = alive[r];
-      const double v = iou_at(g, i, j, p.plus_one);
+    out.push(ID[best], CUR[best]);
+    const double si = S[best], ei = E[best], li = L[best];
+    --m;  // swap-remove the selected one
+    S[best] = S[m]; E[best] = E[m]; L[best] = L[m]; CUR[best] = CUR[m]; ID[best] = ID[m];
+    // 1. overlapping positions (branch-free)
+    int64_t h = 0;
+    for (int64_t r = 0; r < m; ++r) {
+      const double inter = std::max(0.0, (std::min(ei, E[r]) - std::max(si, S[r])) + pad);
+      H[h] = r;
+      h += inter > 0.0;
+    }
+    // 2. decay them
+    bool dropped = false;
+    for (int64_t k = 0; k < h; ++k) {
+      const int64_t r = H[k];
+      const double inter = std::max(0.0, (std::min(ei, E[r]) - std::max(si, S[r])) + pad);
+      const double v = inter / ((li + L[r]) - inter);
+      double c = CUR[r];
       if (gaussian) {
-        if (v > 0.0) cur[j] *= std::exp(-(v * v) / p.sigma);  // exp(-0) == 1 exactly
-      } else if (v > p.thr) {
-        cur[j] *= (1.0 - v);
+        if (v > 0.0) c *= std::exp(-(v * v) / sigma);
+      } else if (v > thr) {
+        c *= (1.0 - v);
       }
-      if (cur[j] < p.min_score) {
-        alive[r] = alive[--m];
-        continue;
+      CUR[r] = c;
+      dropped |= c < min_score;
+    }
+    // 3. drop the ones below min_score (only decayed ones can be)
+    if (dropped) {
+      int64_t q = 0;
+      for (int64_t r = 0; r < m; ++r) {
+        if (CUR[r] < min_score) continue;
+        S[q] = S[r]; E[q] = E[r]; L[q] = L[r]; CUR[q] = CUR[r]; ID[q] = ID[r];
+        ++q;
       }
-      if (best < 0 || better(j, alive[best])) best = r;
-      ++r;
+      m = q;
+    }
+    // 4. the next selection
+    best = -1;
+    double bc = 0.0;
+    int64_t bid = 0;
+    for (int64_t r = 0; r < m; ++r) {
+      const double c = CUR[r];
+      if (best < 0 || c > bc || (c == bc && ID[r] < bid)) {
+        best = r;
+        bc = c;
+        bid = ID[r];
+      }
     }
   }
 }
@@ -425,6 +470,7 @@ int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels,
     std::vector<std::pair<int64_t, double>> d;
     std::vector<double> cur;
     std::vector<HeapEntry> heap;
+    SoftSoa soft;
     std::vector<RKey<Key>> keys, keys_tmp;
   };
   auto process = [&](int64_t gi, Scratch& w) {
@@ -467,7 +513,7 @@ int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels,
         break;
       default:
         if (windowed) run_soft_heap(g, n, p, out, w.flags, w.cur, w.heap);
-        else run_soft(g, n, p, out, w.a, w.cur);
+        else run_soft(g, n, p, out, w.soft);
         break;
     }
     counts[gi] = out.count;
