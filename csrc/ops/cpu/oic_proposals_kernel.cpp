@@ -21,6 +21,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+#include <atomic>
 #include <cmath>
 
 #include "ops/oic_proposals.h"
@@ -188,15 +189,24 @@ template <typename scalar_t, typename PerColumn>
 void for_columns(const scalar_t* values, const Shape& sh, const int64_t* pv, const int64_t* pc,
                  const double* thr, bool with_prefix, PerColumn&& per_column) {
   const Table tb(sh.T, sh.L, 1.0 / static_cast<double>(sh.upsample));
-  // O(T) work per column: group columns so a thread gets a useful amount.
-  parallel_for(sh.P, std::max<int64_t>(1, 4096 / std::max<int64_t>(sh.T, 1)),
-               [&](int64_t p0, int64_t p1) {
+  // chunks of columns pulled dynamically by the workers (the machine is shared: a static split
+  // waits for the slowest thread)
+  const int64_t chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(sh.T, 1));
+  const int64_t n_chunks = (sh.P + chunk - 1) / chunk;
+  const int64_t workers = std::min<int64_t>(get_num_threads(), n_chunks);
+  std::atomic<int64_t> next{0};
+  parallel_for(workers, 1, [&](int64_t w0, int64_t w1) {
     std::vector<double> d(tb.S), y(tb.S), SP(tb.S + 1);
     std::vector<int64_t> count(sh.n_thr), open(sh.n_thr), written(sh.n_thr);
     Column col{&tb, thr, sh.n_thr, d.data(), y.data(), SP.data()};
-    for (int64_t p = p0; p < p1; ++p) {
-      col.load(values + pv[p] * sh.T * sh.C + pc[p], sh.C, with_prefix);
-      per_column(p, col, count.data(), open.data(), written.data());
+    for (int64_t w = w0; w < w1; ++w) {
+      for (int64_t c = next.fetch_add(1); c < n_chunks; c = next.fetch_add(1)) {
+        const int64_t p1 = std::min(sh.P, (c + 1) * chunk);
+        for (int64_t p = c * chunk; p < p1; ++p) {
+          col.load(values + pv[p] * sh.T * sh.C + pc[p], sh.C, with_prefix);
+          per_column(p, col, count.data(), open.data(), written.data());
+        }
+      }
     }
   });
 }
@@ -246,12 +256,12 @@ void oic_fill_cpu(ptr_t values, int64_t N, int64_t T, int64_t C, ptr_t pair_vide
   SAL_DISPATCH_FLOAT(dtype, "oic_proposals", [&] {
     for_columns(as_ptr<const scalar_t>(values), sh, pv, pc, as_ptr<const double>(thr_sorted), true,
                 [&](int64_t p, const Column& col, int64_t* count, int64_t* open, int64_t* written) {
-      col.count_runs(skip_first_only, count);
+      // `count` holds 1 for a rank whose first run is a deferred [0, 0] (skip_first_only: a
+      // rank whose only run is [0, 0] yields nothing; written on the rank's second run)
       std::fill(written, written + n_thr, 0);
+      std::fill(count, count + n_thr, 0);
       const double bonus = gamma * vs[pv[p] * C + pc[p]];
-      col.runs(true, [&](int64_t r, int64_t s) { open[r] = s; }, [&](int64_t r, int64_t e) {
-        if (count[r] == 0) return;  // the rank's only run was [0, 0] (skip_first_only)
-        const int64_t s = open[r];
+      auto emit = [&](int64_t r, int64_t s, int64_t e) {
         const int64_t len = e - s + 1;
         const double inner = (col.prefix(e + 1) - col.prefix(s)) / static_cast<double>(len);
         const double reach = outer_ratio * static_cast<double>(len);
@@ -276,6 +286,18 @@ void oic_fill_cpu(ptr_t values, int64_t N, int64_t T, int64_t C, ptr_t pair_vide
         o_end[w] = e + 1;
         o_pair[w] = p;
         o_thr[w] = t;
+      };
+      col.runs(true, [&](int64_t r, int64_t s) { open[r] = s; }, [&](int64_t r, int64_t e) {
+        const int64_t s = open[r];
+        if (skip_first_only && s == 0 && e == 0) {  // always the rank's first run
+          count[r] = 1;
+          return;
+        }
+        if (count[r]) {
+          count[r] = 0;
+          emit(r, 0, 0);
+        }
+        emit(r, s, e);
       });
     });
   });
