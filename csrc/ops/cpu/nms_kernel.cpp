@@ -431,31 +431,44 @@ template <typename scalar_t>
 int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels, int64_t N,
                  const Params& p, int64_t* out_idx, scalar_t* out_sc) {
   if (N == 0) return 0;
-  // 1. order by label (stable: input order within a label), then group boundaries
-  std::vector<int64_t> order(N);
-  std::iota(order.begin(), order.end(), int64_t(0));
+  // 1. group by label (input order within a label). starts[gi]: the group's first output slot
+  // (groups in ascending label order); its members are order[starts[gi] ...], or, when
+  // `first` is set, the contiguous input range first[gi] + [0, size).
+  std::vector<int64_t> order;
   std::vector<int64_t> starts{0};
-  if (labels != nullptr && !std::is_sorted(labels, labels + N)) {
+  std::vector<int64_t> first;
+  if (labels == nullptr) {
+    first.push_back(0);
+  } else {
     // Usual case: each label is one contiguous run (e.g. video-major, classes in any order):
-    // order the runs. Otherwise a stable sort of everything.
+    // the groups are the runs in label order, no permutation. Otherwise a stable sort.
     std::vector<std::pair<int64_t, int64_t>> runs;  // (label, first position)
     for (int64_t k = 0; k < N; ++k)
       if (k == 0 || labels[k] != labels[k - 1]) runs.emplace_back(labels[k], k);
-    std::sort(runs.begin(), runs.end());
+    const bool was_sorted = std::is_sorted(runs.begin(), runs.end());
+    if (!was_sorted) std::sort(runs.begin(), runs.end());
     bool distinct = true;
     for (size_t r = 1; r < runs.size() && distinct; ++r) distinct = runs[r].first != runs[r - 1].first;
     if (distinct) {
-      int64_t w = 0;
-      for (auto& run : runs)
-        for (int64_t k = run.second; k < N && labels[k] == run.first; ++k) order[w++] = k;
+      first.reserve(runs.size());
+      starts.reserve(runs.size() + 1);
+      int64_t acc = 0;
+      for (auto& run : runs) {
+        int64_t k = run.second + 1;
+        while (k < N && labels[k] == run.first) ++k;
+        first.push_back(run.second);
+        acc += k - run.second;
+        starts.push_back(acc);
+      }
+      starts.pop_back();
     } else {
+      order.resize(N);
+      std::iota(order.begin(), order.end(), int64_t(0));
       std::stable_sort(order.begin(), order.end(),
                        [&](int64_t a, int64_t b) { return labels[a] < labels[b]; });
+      for (int64_t k = 1; k < N; ++k)
+        if (labels[order[k]] != labels[order[k - 1]]) starts.push_back(k);
     }
-  }
-  if (labels != nullptr) {
-    for (int64_t k = 1; k < N; ++k)
-      if (labels[order[k]] != labels[order[k - 1]]) starts.push_back(k);
   }
   starts.push_back(N);
   const int64_t G = static_cast<int64_t>(starts.size()) - 1;
@@ -476,14 +489,22 @@ int64_t nms_impl(const scalar_t* seg, const scalar_t* sc, const int64_t* labels,
   auto process = [&](int64_t gi, Scratch& w) {
     Group& g = w.g;
     const int64_t off = starts[gi], n = starts[gi + 1] - off;
-    const int64_t* ord = order.data() + off;
+    const int64_t* ord = first.empty() ? order.data() + off : nullptr;
+    const int64_t base = first.empty() ? 0 : first[gi];
     // 2. within the group: descending score; ties lower index first (sal: higher first).
     // `ord` holds the group in ascending input index; a stable sort keeps that for ties.
     auto& keys = w.keys;
     keys.resize(n);
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t q = sal_ties ? ord[n - 1 - k] : ord[k];
-      keys[k] = {descending_key(sc[q]), static_cast<uint32_t>(q)};
+    if (ord) {
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t q = ord[sal_ties ? n - 1 - k : k];
+        keys[k] = {descending_key(sc[q]), static_cast<uint32_t>(q)};
+      }
+    } else {
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t q = base + (sal_ties ? n - 1 - k : k);
+        keys[k] = {descending_key(sc[q]), static_cast<uint32_t>(q)};
+      }
     }
     sort_keys(keys, w.keys_tmp);
     g.resize(n);
