@@ -33,7 +33,8 @@ import torch
 
 from .config import THUMOS_ACT_THRESHOLDS  # np.arange(0.1, 1.0, 0.1), the reference's exact values
 from .ops import nms_1d
-from .ops.proposals import check_finite_fast, oic_proposals_batched
+from .ops._common import check_finite
+from .ops.proposals import oic_proposals_batched
 
 
 @dataclass
@@ -125,7 +126,7 @@ def _check(cas, a_rgb, a_flow, sc, t_orig, video_ids, class_names, labels):
     if labels is not None and (not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (N, C)):
         raise ValueError(f"{op}: `labels` must be a tensor of shape [{N}, {C}]")
     for name, t in (("cas", cas), ("a_rgb", a_rgb), ("a_flow", a_flow), ("sc", sc)):
-        check_finite_fast(t, name, op)
+        check_finite(t, name, op)
     return t_orig.to(torch.int64)
 
 

@@ -60,12 +60,6 @@ class OICProposals(NamedTuple):
     end: torch.Tensor        # int64 last upsampled position + 1 (e + 1)
 
 
-def check_finite_fast(t: torch.Tensor, name: str, op: str) -> None:
-    """check_finite with a one-pass fast path (a sum; the exact test only if it is not finite)."""
-    if t.numel() and not math.isfinite(float(t.sum())):
-        C.check_finite(t, name, op)
-
-
 def upsampled_length(T: int, upsample: int) -> int:
     """len(np.arange(0, T, 1 / upsample)), the reference's upsampled length."""
     return int(math.ceil(T / (1.0 / upsample)))
@@ -146,12 +140,12 @@ def oic_proposals_batched(
     N, T, K = values.shape
     if T < 1:
         raise ValueError(f"{op}: `values` must have T >= 1 rows, got shape {tuple(values.shape)}")
-    check_finite_fast(values, "values", op)
+    C.check_finite(values, "values", op)
     C.check_tensor(video_scores, "video_scores", op, ndim=2, dtypes=C.FLOAT_DTYPES,
                    device=values.device, contiguous=False)
     if tuple(video_scores.shape) != (N, K):
         raise ValueError(f"{op}: `video_scores` must have shape [{N}, {K}], got {tuple(video_scores.shape)}")
-    check_finite_fast(video_scores, "video_scores", op)
+    C.check_finite(video_scores, "video_scores", op)
     if columns is not None:
         C.check_tensor(columns, "columns", op, ndim=2, dtypes=(torch.bool,), device=values.device,
                        contiguous=False)
@@ -316,7 +310,7 @@ def oic_proposals(
                    device=cas.device, contiguous=False)
     if cas.shape[0] < 1:
         raise ValueError(f"{_OP}: `cas` must have T >= 1 rows, got shape {tuple(cas.shape)}")
-    check_finite_fast(cas, "cas", _OP)
+    C.check_finite(cas, "cas", _OP)
     if video_scores.shape[0] != cas.shape[1]:
         raise ValueError(f"{_OP}: `video_scores` must have shape [{cas.shape[1]}] (one per column of "
                          f"`cas`), got {tuple(video_scores.shape)}")
