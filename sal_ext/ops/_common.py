@@ -1,7 +1,10 @@
-"""What every op front shares: input checks, backend choice, pointers and streams.
+"""What every op front shares: input checks, backend choice, pointers, streams and threads.
 
 Every kernel call goes through these checks first: the C++ side never sees an unchecked
 pointer. Bad input raises ValueError/TypeError with a message that names the argument.
+Tensors whose memory does not hold their values (negative or conjugate bit, efficient zero
+tensors) are materialised by :func:`resolve` in the checks, so every backend reads the values.
+The C++ kernels run on torch.get_num_threads() threads (see :func:`call`).
 """
 from __future__ import annotations
 
@@ -40,6 +43,23 @@ def device_index(t: torch.Tensor) -> int:
     return t.device.index if t.device.index is not None else torch.cuda.current_device()
 
 
+def resolve(t: torch.Tensor) -> torch.Tensor:
+    """t itself when its memory holds its values; otherwise a materialised copy.
+
+    torch._neg_view / .conj() views (e.g. ``c.conj().imag`` of a complex c) only set a bit and
+    keep the original memory, and efficient zero tensors have none: a kernel reading
+    data_ptr() (or .numpy()) would see the wrong values. resolve_neg/resolve_conj are views'
+    materialisation, differentiable; both are no-ops (about a microsecond) when no bit is set.
+    """
+    if torch.compiler.is_compiling():  # traced: the bit queries cannot be, these ops can
+        return t.resolve_conj().resolve_neg()
+    if t.is_neg() or t.is_conj():
+        t = t.resolve_conj().resolve_neg()
+    if t._is_zerotensor():
+        t = torch.zeros(t.shape, dtype=t.dtype, device=t.device)
+    return t
+
+
 def check_tensor(
     t,
     name: str,
@@ -50,9 +70,13 @@ def check_tensor(
     device: Optional[torch.device] = None,
     contiguous: bool = True,
 ) -> torch.Tensor:
-    """Checks one tensor argument; returns it. Raises TypeError/ValueError naming `name`."""
+    """Checks one tensor argument; returns it resolved (see :func:`resolve`): callers must use
+    the returned tensor. Raises TypeError/ValueError naming `name`."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got layout {t.layout}")
+    t = resolve(t)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
@@ -123,6 +147,9 @@ def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device)
                             f"got {type(lengths).__name__}") from None
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
         raise TypeError(f"{op}: `{name}` must be an integer tensor, got {lengths.dtype}")
+    if lengths.layout != torch.strided:
+        raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got layout {lengths.layout}")
+    lengths = resolve(lengths)
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{op}: `{name}` must have shape [{batch}], got {tuple(lengths.shape)}")
     if lengths.device != device:

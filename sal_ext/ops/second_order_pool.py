@@ -61,7 +61,7 @@ def _sop_backward(
     norm: torch.Tensor, scale_mode: int, center: bool, normalize: bool,
 ) -> torch.Tensor:
     B, D, T = x.shape
-    grad = grad.contiguous()
+    grad = C.resolve(grad).contiguous()
     dx = torch.empty_like(x)
     if x.device.type == "cuda":
         mean = x.new_empty(B * D if center else 1)
@@ -120,19 +120,21 @@ def second_order_pool(
     """Batched second-order pooling.
 
     Args:
-        x: [B, D, T] float32/float64, contiguous.
+        x: [B, D, T] float32/float64, contiguous, finite: NaN/Inf anywhere raises ValueError
+            naming `x` on every backend, and so does a finite x whose Gram matrix overflows.
         lengths: optional [B] ints in 1..T; video b uses only its first lengths[b] steps
             (and T in the scale becomes lengths[b]).
         scale: "sal" (G / T^2, the reference) or "mean" (G / T).
         center: subtract each channel's temporal mean first (covariance pooling).
-        eps: inside the signed square root, sign(g) * sqrt(|g| + eps).
+        eps: inside the signed square root, sign(g) * sqrt(|g| + eps). The gradient where
+            g == 0 is 0 on every backend, also with eps=0.
         normalize: L2-normalise each row of the result (F.normalize, eps 1e-12).
         backend: "auto" (default, or SAL_EXT_BACKEND), "kernel" or "torch".
 
     Returns:
         [B, D*D] tensor of x's dtype. Differentiable w.r.t. x.
     """
-    C.check_tensor(x, "x", _OP, ndim=3, dtypes=C.FLOAT_DTYPES)
+    x = C.check_tensor(x, "x", _OP, ndim=3, dtypes=C.FLOAT_DTYPES)
     B, D, T = x.shape
     if B == 0 or D == 0 or T == 0:
         raise ValueError(f"{_OP}: `x` must have non-zero sizes, got shape {tuple(x.shape)}")
