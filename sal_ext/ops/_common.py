@@ -109,30 +109,53 @@ def check_finite(t: torch.Tensor, name: str, op: str) -> None:
 
     One-pass fast path: a finite sum proves every element finite (NaN or Inf make the sum
     non-finite); only otherwise (NaN/Inf, or a finite overflow) the exact test runs."""
+    t = t.detach()
     if t.numel() and not math.isfinite(float(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{op}: `{name}` contains NaN or Inf")
 
 
-def check_segment_values(t, name: str, op: str) -> None:
-    """Checks [n, 2] (start, end) segments: finite, end >= start; ValueError naming `name`.
+def coordinate_limit(dtype) -> float:
+    """Largest |coordinate| of a segment: finfo(dtype).max / 4, so that no length (e - s),
+    intersection or sum of two lengths (the IoU's union) can overflow to inf."""
+    return float(np.finfo(np.dtype(str(dtype).replace("torch.", ""))).max) / 4
+
+
+def check_segment_values(t, name: str, op: str, compute_dtype=None) -> None:
+    """Checks [n, 2] (start, end) segments: finite, within +-coordinate_limit(compute_dtype)
+    (default: t's dtype; the dtype the IoU is computed in), end >= start. ValueError naming `name`.
 
     t: a tensor (on CPU the test runs in numpy: torch's parallel reductions would wake its
     intra-op thread pool, which costs more than the check on a busy machine) or a numpy array.
+    One min/max pass in the common case: NaN propagates through both, so only out-of-range
+    input pays for the exact tests that choose the message.
     """
+    cdtype = str(t.dtype if compute_dtype is None else compute_dtype).replace("torch.", "")
+    limit = coordinate_limit(cdtype)
     if isinstance(t, np.ndarray) or t.device.type == "cpu":
         a = t if isinstance(t, np.ndarray) else t.detach().numpy()
-        if a.size and not np.isfinite(a).all():
-            raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+        if a.size and not (-limit <= float(a.min()) and float(a.max()) <= limit):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+            raise _coordinate_error(name, op, float(np.abs(a).max()), limit, cdtype)
         bad = np.flatnonzero(a[:, 1] < a[:, 0])
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
         return
-    check_finite(t, name, op)
+    if t.numel():
+        lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one device sync
+        if not (-limit <= lo and hi <= limit):
+            check_finite(t, name, op)
+            raise _coordinate_error(name, op, float(t.abs().max()), limit, cdtype)
     bad_rows = t[:, 1] < t[:, 0]
     if t.shape[0] and bool(bad_rows.any()):
         i = int(torch.nonzero(bad_rows)[0, 0])
         raise ValueError(f"{op}: `{name}` row {i} has end < start ({t[i, 0].item()}, {t[i, 1].item()})")
+
+
+def _coordinate_error(name, op, value, limit, dtype) -> ValueError:
+    return ValueError(f"{op}: `{name}` has a coordinate of magnitude {value:.4g}, beyond {limit:.4g} "
+                      f"({dtype}'s max / 4, the IoU's dtype): segment lengths would overflow")
 
 
 def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device) -> Optional[torch.Tensor]:

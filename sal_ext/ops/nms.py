@@ -70,7 +70,7 @@ _CPU_WINDOWED = 1
 
 def _check_values(segments, scores):
     """NaN/Inf and end < start checks (in numpy on CPU, see C.check_segment_values)."""
-    C.check_segment_values(segments, "segments", _OP)
+    C.check_segment_values(segments, "segments", _OP, torch.float64)  # IoU in float64
     if segments.device.type != "cpu":
         C.check_finite(scores, "scores", _OP)
     elif not np.isfinite(scores.numpy()).all():
