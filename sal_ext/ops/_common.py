@@ -187,9 +187,16 @@ def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device)
 
 
 def default_backend() -> str:
-    b = os.environ.get("SAL_EXT_BACKEND", "auto").strip().lower() or "auto"
+    """The backend named by the environment variable SAL_EXT_BACKEND (unset or empty: "auto").
+
+    Read at every op call that is not given `backend`, so an unknown value raises there (a
+    one-line ValueError naming the variable and the allowed values); a command line can call
+    this first to fail before doing any work."""
+    raw = os.environ.get("SAL_EXT_BACKEND", "")
+    b = raw.strip().lower() or "auto"
     if b not in BACKENDS:
-        raise ValueError(f"SAL_EXT_BACKEND must be one of {BACKENDS}, got {b!r}")
+        allowed = ", ".join(repr(x) for x in BACKENDS)
+        raise ValueError(f"environment variable SAL_EXT_BACKEND must be one of {allowed} (or unset), got {raw!r}")
     return b
 
 
@@ -210,13 +217,33 @@ def use_kernel(op: str, kernel_name: str, device: torch.device, backend: Optiona
     return has
 
 
+_kernel_threads = 0  # the thread count last handed to the C++ kernels
+
+
+def sync_threads() -> int:
+    """Makes the C++ kernels use torch.get_num_threads() threads (which follows OMP_NUM_THREADS
+    and torch.set_num_threads); returns that count. Cheap: one call into the extension only
+    when the count changed."""
+    global _kernel_threads
+    n = torch.get_num_threads()
+    if n != _kernel_threads and _ext._C is not None:
+        _ext._C.set_num_threads(n)
+        _kernel_threads = n
+    return n
+
+
 def call(kernel_name: str, device_type: str, *args):
+    if device_type == "cpu":
+        sync_threads()
     return _ext.kernel(kernel_name, device_type)(*args)
 
 
 def backends() -> dict:
-    """What was built: {"cpu": bool, "cuda": bool, "cuda_device": bool, "ops": [...], ...}."""
+    """What was built: {"cpu": bool, "cuda": bool, "cuda_device": bool, "ops": [...], ...};
+    "threads": the C++ kernels' thread count (torch.get_num_threads())."""
     C = _ext._C
+    if C is not None:
+        sync_threads()
     return {
         "cpu": _ext.available(),
         "cuda": _ext.cuda_available(),
