@@ -143,5 +143,10 @@ def test_sparse_refused():
         ops.topk_mil(s.to_sparse())
     with pytest.raises(ValueError, match="`lengths`.*dense"):
         ops.topk_mil(s, k=1, lengths=torch.tensor([8, 4]).to_sparse())
+    nested = torch.nested.nested_tensor([torch.randn(8, 3), torch.randn(8, 3)])
+    with pytest.raises(ValueError, match="`score` must be a dense .*got a nested tensor"):
+        ops.topk_mil(nested, k=2)
+    with pytest.raises(ValueError, match="`x`.*dense"):
+        ops.second_order_pool(torch.nested.nested_tensor([torch.randn(4, 5)] * 2, layout=torch.jagged))
     with pytest.raises(ValueError, match="`segments`.*dense"):
         ops.nms_1d(torch.tensor([[0.0, 1.0]]).to_sparse(), torch.ones(1), iou_threshold=0.5)

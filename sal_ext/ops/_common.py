@@ -74,8 +74,9 @@ def check_tensor(
     the returned tensor. Raises TypeError/ValueError naming `name`."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
-    if t.layout != torch.strided:
-        raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got layout {t.layout}")
+    if t.layout != torch.strided or t.is_nested:
+        got = "a nested tensor" if t.is_nested else f"layout {t.layout}"
+        raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got {got}")
     t = resolve(t)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
