@@ -293,3 +293,26 @@ def test_detection_ap_huge_coordinates(backend):
         with pytest.raises(ValueError, match=fr"detection_ap: `{name}` has a coordinate"):
             detection_ap(one, one, torch.ones(1, dtype=torch.float64), p, one, one, g, [0.5], 1,
                          backend=backend)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_segment_check_device_branch(dtype):
+    # the check CUDA tensors go through (torch reductions, not numpy), run here on CPU tensors:
+    # the same verdicts and messages as the numpy branch
+    from sal_ext.ops import _common as C
+    name = str(dtype).replace("torch.", "")
+    lim = torch.finfo(dtype).max / 4
+    cases = [(torch.tensor([[0.0, 1.0], [-lim, lim]], dtype=dtype), None),
+             (torch.empty(0, 2, dtype=dtype), None),
+             (torch.tensor([[0.0, float("nan")]], dtype=dtype), "`s` contains NaN or Inf"),
+             (torch.tensor([[float("-inf"), 0.0]], dtype=dtype), "`s` contains NaN or Inf"),
+             (torch.tensor([[0.0, lim * 2]], dtype=dtype), "`s` has a coordinate of magnitude"),
+             (torch.tensor([[0.0, 1.0], [2.0, 1.0]], dtype=dtype), r"`s` row 1 has end < start")]
+    for t, msg in cases:
+        for check in (lambda: C.check_segment_values_torch(t, "s", "op", name),
+                      lambda: C.check_segment_values(t, "s", "op")):
+            if msg is None:
+                check()
+            else:
+                with pytest.raises(ValueError, match=msg):
+                    check()

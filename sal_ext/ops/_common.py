@@ -48,8 +48,8 @@ def resolve(t: torch.Tensor) -> torch.Tensor:
 
     torch._neg_view / .conj() views (e.g. ``c.conj().imag`` of a complex c) only set a bit and
     keep the original memory, and efficient zero tensors have none: a kernel reading
-    data_ptr() (or .numpy()) would see the wrong values. resolve_neg/resolve_conj are views'
-    materialisation, differentiable; both are no-ops (about a microsecond) when no bit is set.
+    data_ptr() (or .numpy()) would see the wrong values. resolve_conj/resolve_neg materialise
+    (differentiably) and return t itself when no bit is set: about a microsecond a tensor.
     """
     if torch.compiler.is_compiling():  # traced: the bit queries cannot be, these ops can
         return t.resolve_conj().resolve_neg()
@@ -133,7 +133,7 @@ def check_segment_values(t, name: str, op: str, compute_dtype=None) -> None:
     cdtype = str(t.dtype if compute_dtype is None else compute_dtype).replace("torch.", "")
     limit = coordinate_limit(cdtype)
     if isinstance(t, np.ndarray) or t.device.type == "cpu":
-        a = t if isinstance(t, np.ndarray) else t.detach().numpy()
+        a = t if isinstance(t, np.ndarray) else resolve(t).detach().numpy()
         if a.size and not (-limit <= float(a.min()) and float(a.max()) <= limit):
             if not np.isfinite(a).all():
                 raise ValueError(f"{op}: `{name}` contains NaN or Inf")
@@ -143,6 +143,12 @@ def check_segment_values(t, name: str, op: str, compute_dtype=None) -> None:
             i = int(bad[0])
             raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
         return
+    check_segment_values_torch(t, name, op, cdtype)
+
+
+def check_segment_values_torch(t: torch.Tensor, name: str, op: str, cdtype: str) -> None:
+    """check_segment_values on the tensor's device (used for CUDA tensors; tested on CPU ones)."""
+    limit = coordinate_limit(cdtype)
     if t.numel():
         lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one device sync
         if not (-limit <= lo and hi <= limit):
