@@ -38,6 +38,9 @@ enum DType : int { kFloat32 = 0, kFloat64 = 1, kInt64 = 2, kInt32 = 3, kUInt8 = 
 // ---- CPU threading -------------------------------------------------------
 // A small std::thread pool-free parallel_for: torch's own OpenMP runtime is not linked,
 // so a second OpenMP runtime (spinning threads) never competes with torch's.
+// The count defaults to the machine's cores; the Python front (sal_ext/ops/_common.py, call())
+// sets it to torch.get_num_threads() before every CPU kernel call, so OMP_NUM_THREADS and
+// torch.set_num_threads govern the kernels too.
 int get_num_threads();
 void set_num_threads(int n);
 

@@ -260,3 +260,59 @@ def test_reference_is_independent_of_kernel():
     got = detection_ap_reference(*arrs, THRESHOLDS, 2)
     want = official.official_ap(*arrs, THRESHOLDS, 2)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_segment_iou_huge_coordinates(device, backend, dtype):
+    # coordinates up to finfo.max / 4 keep every length and union finite: exact IoU on both
+    # paths; beyond it, lengths could overflow (IoU 0 or NaN): a one-line ValueError
+    lim = torch.finfo(dtype).max / 4
+    a = torch.tensor([[-lim, lim], [0.0, lim], [-lim, -lim / 2]], dtype=dtype, device=device)
+    b = torch.tensor([[-lim, 0.0], [0.0, lim], [-lim, lim]], dtype=dtype, device=device)
+    got = segment_iou(a, b, backend=backend)
+    want = torch.tensor([[0.5, 0.5, 1.0], [0.0, 1.0, 0.5], [0.5, 0.0, 0.25]], dtype=dtype, device=device)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    assert torch.equal(got, segment_iou(a, b, backend="torch" if backend == "kernel" else "kernel"))
+    big = torch.finfo(dtype).max / 2
+    for name, args in (("a", (a * 2, b)), ("b", (a, torch.tensor([[0.0, big]], dtype=dtype, device=device)))):
+        with pytest.raises(ValueError, match=fr"segment_iou: `{name}` has a coordinate of magnitude .* beyond "
+                                             r".*segment lengths would overflow"):
+            segment_iou(*args, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_detection_ap_huge_coordinates(backend):
+    lim = torch.finfo(torch.float64).max / 4
+    one = torch.zeros(1, dtype=torch.int64)
+    seg = torch.tensor([[-lim, lim]], dtype=torch.float64)
+    ap = detection_ap(one, one, torch.ones(1, dtype=torch.float64), seg, one, one, seg * 0.5, [0.5],
+                      1, backend=backend)
+    assert ap.item() == 1.0  # tIoU 0.5 >= 0.5 (it was NaN -> no match when the length overflowed)
+    for name, p, g in (("pred_segments", seg * 4, seg), ("gt_segments", seg, seg * 4)):
+        with pytest.raises(ValueError, match=fr"detection_ap: `{name}` has a coordinate"):
+            detection_ap(one, one, torch.ones(1, dtype=torch.float64), p, one, one, g, [0.5], 1,
+                         backend=backend)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_segment_check_device_branch(dtype):
+    # the check CUDA tensors go through (torch reductions, not numpy), run here on CPU tensors:
+    # the same verdicts and messages as the numpy branch
+    from sal_ext.ops import _common as C
+    name = str(dtype).replace("torch.", "")
+    lim = torch.finfo(dtype).max / 4
+    cases = [(torch.tensor([[0.0, 1.0], [-lim, lim]], dtype=dtype), None),
+             (torch.empty(0, 2, dtype=dtype), None),
+             (torch.tensor([[0.0, float("nan")]], dtype=dtype), "`s` contains NaN or Inf"),
+             (torch.tensor([[float("-inf"), 0.0]], dtype=dtype), "`s` contains NaN or Inf"),
+             (torch.tensor([[0.0, lim * 2]], dtype=dtype), "`s` has a coordinate of magnitude"),
+             (torch.tensor([[0.0, 1.0], [2.0, 1.0]], dtype=dtype), r"`s` row 1 has end < start")]
+    for t, msg in cases:
+        for check in (lambda: C.check_segment_values_torch(t, "s", "op", name),
+                      lambda: C.check_segment_values(t, "s", "op")):
+            if msg is None:
+                check()
+            else:
+                with pytest.raises(ValueError, match=msg):
+                    check()

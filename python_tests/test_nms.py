@@ -432,3 +432,28 @@ def test_sal_min_score_on_float64_scores(device):
     want = nms_1d_reference(seg, sc, min_score=ms, **kw)
     assert int(idx64[j]) in got[0].tolist() and int(idx64[j]) in want[0].tolist()
     _assert_same(got, want, torch.float32)
+
+
+@pytest.mark.parametrize("method", ["hard", "linear", "gaussian", "sal"])
+@pytest.mark.parametrize("plus_one", [False, True])
+def test_huge_coordinates(device, method, plus_one):
+    # the IoU is computed in float64: coordinates up to float64's max / 4 keep lengths and
+    # unions finite (both backends agree); float32 input can never overflow; beyond: ValueError
+    lim = torch.finfo(torch.float64).max / 4
+    seg = torch.tensor([[-lim, lim], [0.0, lim], [-lim, 0.0], [lim / 2, lim]], dtype=torch.float64,
+                       device=device)
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6], dtype=torch.float64, device=device)
+    kw = dict(iou_threshold=0.4, method=method, sigma=0.5, plus_one=plus_one)
+    k_idx, k_sc = nms_1d(seg, scores, backend="kernel", **kw)
+    t_idx, t_sc = nms_1d(seg, scores, backend="torch", **kw)
+    assert torch.equal(k_idx, t_idx)
+    torch.testing.assert_close(k_sc, t_sc, rtol=1e-12, atol=0)
+    assert torch.isfinite(k_sc).all()
+    if method == "hard":  # IoU(0, 1) = IoU(0, 2) = 0.5 > 0.4: suppressed; IoU(0, 3) = 0.25: kept
+        assert k_idx.tolist() == [0, 3]
+    f32 = torch.tensor([[-3e38, 3e38], [0.0, 3e38]], dtype=torch.float32, device=device)
+    s32 = torch.tensor([0.9, 0.8], dtype=torch.float32, device=device)
+    for backend in ("kernel", "torch"):
+        assert nms_1d(f32, s32, backend=backend, **kw)[0].tolist() == ([0] if method == "hard" else [0, 1])
+        with pytest.raises(ValueError, match=r"nms_1d: `segments` has a coordinate of magnitude 1\.798e\+308, beyond 4\.494e\+307 \(float64"):
+            nms_1d(seg * 4, scores, backend=backend, **kw)

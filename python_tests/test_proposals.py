@@ -246,3 +246,40 @@ def test_bad_scalars_and_cas_named():
     b = oic_proposals_batched(v, THR, vs)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+def test_upsample_limit_before_allocating(backend, monkeypatch):
+    # upsample=10_000_000 used to allocate gigabytes (the kernel's position table, the
+    # fallback's [columns, L] arrays) before failing or finishing; now the size is refused first
+    import resource
+
+    from sal_ext.ops import proposals
+    v, vs = torch.rand(1, 100, 2), torch.rand(1, 2)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for fn, args in ((oic_proposals_batched, (v, THR, vs)), (oic_proposals, (v[0], THR, vs[0]))):
+        with pytest.raises(ValueError, match=r"`upsample` \* T must be <= 16777216 .*got 1000000000 "
+                                             r"\(upsample=10000000, T=100\)"):
+            fn(*args, upsample=10_000_000, backend=backend)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200_000  # KiB: nothing big
+    # the limit is inclusive: L == limit works, L == limit + 1 is refused (on both backends)
+    monkeypatch.setattr(proposals, "MAX_UPSAMPLED_LENGTH", 1000)
+    a = oic_proposals_batched(v, THR, vs, upsample=10, backend=backend)
+    assert a.score.numel() > 0
+    with pytest.raises(ValueError, match="`upsample`"):
+        oic_proposals_batched(torch.rand(1, 1001, 2), THR, vs, upsample=1, backend=backend)
+
+
+def test_fallback_chunks_columns(monkeypatch):
+    # the torch fallback processes the columns in chunks of ~_FALLBACK_BLOCK values: same result
+    from sal_ext.ops import proposals
+    v, vs = torch.rand(3, 40, 5, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64)
+    whole = oic_proposals_batched(v, THR, vs, upsample=6, backend="torch")
+    monkeypatch.setattr(proposals, "_FALLBACK_BLOCK", 2 * 240 + 1)  # two columns per chunk
+    chunked = oic_proposals_batched(v, THR, vs, upsample=6, backend="torch")
+    for x, y in zip(whole, chunked):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    kernel = oic_proposals_batched(v, THR, vs, upsample=6, backend="kernel")
+    for x, y in zip(kernel[:3] + kernel[4:], chunked[:3] + chunked[4:]):
+        assert torch.equal(x, y)
+    torch.testing.assert_close(kernel.score, chunked.score, rtol=1e-9, atol=1e-12)

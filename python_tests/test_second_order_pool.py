@@ -234,3 +234,64 @@ def test_lengths_not_convertible():
             second_order_pool(x, bad, backend="kernel")
     torch.testing.assert_close(second_order_pool(x, [8, 3], backend="kernel"),
                                second_order_pool(x, torch.tensor([8, 3]), backend="kernel"))
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_non_finite_x_raises(device, backend, bad, dtype):
+    # one rule on every backend (the README: bad input raises): NaN/Inf anywhere in x, also
+    # in the padding past `lengths` that the result does not use
+    lengths = torch.tensor([9, 4], device=device)
+    for b, d, t, lens in ((0, 1, 3, None), (1, 2, 8, lengths), (1, 0, 4, lengths)):
+        x = torch.randn(2, 3, 9, dtype=dtype, device=device)
+        x[b, d, t] = bad
+        for normalize in (True, False):
+            with pytest.raises(ValueError, match=r"second_order_pool: `x` contains NaN or Inf"):
+                second_order_pool(x, lens, backend=backend, normalize=normalize)
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+@pytest.mark.parametrize("dtype,big", [(torch.float32, 1e25), (torch.float64, 1e160)])
+def test_overflowing_x_raises(device, backend, dtype, big):
+    # finite x whose Gram matrix overflows: the kernel returned NaN and the torch path zeros
+    x = torch.randn(2, 4, 8, dtype=dtype, device=device)
+    x[1] *= big
+    for normalize in (True, False):
+        with pytest.raises(ValueError, match=r"`x` is too large for .*video 1 overflows"):
+            second_order_pool(x, backend=backend, normalize=normalize)
+    # and the same x scaled into range works on both, equal
+    ok = x / big
+    torch.testing.assert_close(second_order_pool(ok, backend=backend),
+                               second_order_pool(ok, backend="torch"), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_eps0_gradient_at_zero(device, opt):
+    # with eps=0 the signed sqrt's derivative 1/(2 sqrt|g|) is infinite at g == 0: the gradient
+    # is defined as 0 there on both paths (autograd of the plain formula gives NaN)
+    B, D, T = 2, 6, 11
+    x = torch.randn(B, D, T, dtype=torch.float64, device=device)
+    x[:, 1] = 0
+    x[0, 4] = 0
+    dy = torch.randn(B, D * D, dtype=torch.float64, device=device)
+    for lengths in (None, torch.tensor([11, 5], device=device)):
+        y, gx = _pool_and_grad(_kernel_pool, x, lengths, dy, eps=0.0, **opt)
+        y_t, gx_t = _pool_and_grad(lambda *a, **k: second_order_pool(*a, backend="torch", **k), x,
+                                   lengths, dy, eps=0.0, **opt)
+        assert torch.isfinite(gx).all() and torch.isfinite(gx_t).all()
+        torch.testing.assert_close(y, y_t, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gx, gx_t, rtol=1e-8, atol=1e-10 * gx_t.abs().max().item())
+    # the plain formula's autograd is NaN there: the case is real
+    g = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    (torch.sign(g) * torch.sqrt(g.abs())).sum().backward()
+    assert torch.isnan(g.grad).all()
+
+
+@pytest.mark.parametrize("backend", ["kernel", "torch"])
+@pytest.mark.parametrize("center", [False, True])
+def test_eps0_gradcheck(device, backend, center):
+    # away from g == 0 both paths give the exact derivative with eps=0
+    x = torch.randn(2, 3, 5, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t: second_order_pool(t, backend=backend, eps=0.0, center=center), (x,), eps=1e-6, atol=1e-6)

@@ -1,7 +1,10 @@
-"""What every op front shares: input checks, backend choice, pointers and streams.
+"""What every op front shares: input checks, backend choice, pointers, streams and threads.
 
 Every kernel call goes through these checks first: the C++ side never sees an unchecked
 pointer. Bad input raises ValueError/TypeError with a message that names the argument.
+Tensors whose memory does not hold their values (negative or conjugate bit, efficient zero
+tensors) are materialised by :func:`resolve` in the checks, so every backend reads the values.
+The C++ kernels run on torch.get_num_threads() threads (see :func:`call`).
 """
 from __future__ import annotations
 
@@ -40,6 +43,23 @@ def device_index(t: torch.Tensor) -> int:
     return t.device.index if t.device.index is not None else torch.cuda.current_device()
 
 
+def resolve(t: torch.Tensor) -> torch.Tensor:
+    """t itself when its memory holds its values; otherwise a materialised copy.
+
+    torch._neg_view / .conj() views (e.g. ``c.conj().imag`` of a complex c) only set a bit and
+    keep the original memory, and efficient zero tensors have none: a kernel reading
+    data_ptr() (or .numpy()) would see the wrong values. resolve_conj/resolve_neg materialise
+    (differentiably) and return t itself when no bit is set: about a microsecond a tensor.
+    """
+    if torch.compiler.is_compiling():  # traced: the bit queries cannot be, these ops can
+        return t.resolve_conj().resolve_neg()
+    if t.is_neg() or t.is_conj():
+        t = t.resolve_conj().resolve_neg()
+    if t._is_zerotensor():
+        t = torch.zeros(t.shape, dtype=t.dtype, device=t.device)
+    return t
+
+
 def check_tensor(
     t,
     name: str,
@@ -50,9 +70,14 @@ def check_tensor(
     device: Optional[torch.device] = None,
     contiguous: bool = True,
 ) -> torch.Tensor:
-    """Checks one tensor argument; returns it. Raises TypeError/ValueError naming `name`."""
+    """Checks one tensor argument; returns it resolved (see :func:`resolve`): callers must use
+    the returned tensor. Raises TypeError/ValueError naming `name`."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided or t.is_nested:
+        got = "a nested tensor" if t.is_nested else f"layout {t.layout}"
+        raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got {got}")
+    t = resolve(t)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
@@ -85,30 +110,59 @@ def check_finite(t: torch.Tensor, name: str, op: str) -> None:
 
     One-pass fast path: a finite sum proves every element finite (NaN or Inf make the sum
     non-finite); only otherwise (NaN/Inf, or a finite overflow) the exact test runs."""
+    t = t.detach()
     if t.numel() and not math.isfinite(float(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{op}: `{name}` contains NaN or Inf")
 
 
-def check_segment_values(t, name: str, op: str) -> None:
-    """Checks [n, 2] (start, end) segments: finite, end >= start; ValueError naming `name`.
+def coordinate_limit(dtype) -> float:
+    """Largest |coordinate| of a segment: finfo(dtype).max / 4, so that no length (e - s),
+    intersection or sum of two lengths (the IoU's union) can overflow to inf."""
+    return float(np.finfo(np.dtype(str(dtype).replace("torch.", ""))).max) / 4
+
+
+def check_segment_values(t, name: str, op: str, compute_dtype=None) -> None:
+    """Checks [n, 2] (start, end) segments: finite, within +-coordinate_limit(compute_dtype)
+    (default: t's dtype; the dtype the IoU is computed in), end >= start. ValueError naming `name`.
 
     t: a tensor (on CPU the test runs in numpy: torch's parallel reductions would wake its
     intra-op thread pool, which costs more than the check on a busy machine) or a numpy array.
+    One min/max pass in the common case: NaN propagates through both, so only out-of-range
+    input pays for the exact tests that choose the message.
     """
+    cdtype = str(t.dtype if compute_dtype is None else compute_dtype).replace("torch.", "")
+    limit = coordinate_limit(cdtype)
     if isinstance(t, np.ndarray) or t.device.type == "cpu":
-        a = t if isinstance(t, np.ndarray) else t.detach().numpy()
-        if a.size and not np.isfinite(a).all():
-            raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+        a = t if isinstance(t, np.ndarray) else resolve(t).detach().numpy()
+        if a.size and not (-limit <= float(a.min()) and float(a.max()) <= limit):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{op}: `{name}` contains NaN or Inf")
+            raise _coordinate_error(name, op, float(np.abs(a).max()), limit, cdtype)
         bad = np.flatnonzero(a[:, 1] < a[:, 0])
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
         return
-    check_finite(t, name, op)
+    check_segment_values_torch(t, name, op, cdtype)
+
+
+def check_segment_values_torch(t: torch.Tensor, name: str, op: str, cdtype: str) -> None:
+    """check_segment_values on the tensor's device (used for CUDA tensors; tested on CPU ones)."""
+    limit = coordinate_limit(cdtype)
+    if t.numel():
+        lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one device sync
+        if not (-limit <= lo and hi <= limit):
+            check_finite(t, name, op)
+            raise _coordinate_error(name, op, float(t.abs().max()), limit, cdtype)
     bad_rows = t[:, 1] < t[:, 0]
     if t.shape[0] and bool(bad_rows.any()):
         i = int(torch.nonzero(bad_rows)[0, 0])
         raise ValueError(f"{op}: `{name}` row {i} has end < start ({t[i, 0].item()}, {t[i, 1].item()})")
+
+
+def _coordinate_error(name, op, value, limit, dtype) -> ValueError:
+    return ValueError(f"{op}: `{name}` has a coordinate of magnitude {value:.4g}, beyond {limit:.4g} "
+                      f"({dtype}'s max / 4, the IoU's dtype): segment lengths would overflow")
 
 
 def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device) -> Optional[torch.Tensor]:
@@ -123,6 +177,9 @@ def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device)
                             f"got {type(lengths).__name__}") from None
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
         raise TypeError(f"{op}: `{name}` must be an integer tensor, got {lengths.dtype}")
+    if lengths.layout != torch.strided:
+        raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got layout {lengths.layout}")
+    lengths = resolve(lengths)
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{op}: `{name}` must have shape [{batch}], got {tuple(lengths.shape)}")
     if lengths.device != device:
@@ -137,9 +194,16 @@ def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device)
 
 
 def default_backend() -> str:
-    b = os.environ.get("SAL_EXT_BACKEND", "auto").strip().lower() or "auto"
+    """The backend named by the environment variable SAL_EXT_BACKEND (unset or empty: "auto").
+
+    Read at every op call that is not given `backend`, so an unknown value raises there (a
+    one-line ValueError naming the variable and the allowed values); a command line can call
+    this first to fail before doing any work."""
+    raw = os.environ.get("SAL_EXT_BACKEND", "")
+    b = raw.strip().lower() or "auto"
     if b not in BACKENDS:
-        raise ValueError(f"SAL_EXT_BACKEND must be one of {BACKENDS}, got {b!r}")
+        allowed = ", ".join(repr(x) for x in BACKENDS)
+        raise ValueError(f"environment variable SAL_EXT_BACKEND must be one of {allowed} (or unset), got {raw!r}")
     return b
 
 
@@ -160,13 +224,33 @@ def use_kernel(op: str, kernel_name: str, device: torch.device, backend: Optiona
     return has
 
 
+_kernel_threads = 0  # the thread count last handed to the C++ kernels
+
+
+def sync_threads() -> int:
+    """Makes the C++ kernels use torch.get_num_threads() threads (which follows OMP_NUM_THREADS
+    and torch.set_num_threads); returns that count. Cheap: one call into the extension only
+    when the count changed."""
+    global _kernel_threads
+    n = torch.get_num_threads()
+    if n != _kernel_threads and _ext._C is not None:
+        _ext._C.set_num_threads(n)
+        _kernel_threads = n
+    return n
+
+
 def call(kernel_name: str, device_type: str, *args):
+    if device_type == "cpu":
+        sync_threads()
     return _ext.kernel(kernel_name, device_type)(*args)
 
 
 def backends() -> dict:
-    """What was built: {"cpu": bool, "cuda": bool, "cuda_device": bool, "ops": [...], ...}."""
+    """What was built: {"cpu": bool, "cuda": bool, "cuda_device": bool, "ops": [...], ...};
+    "threads": the C++ kernels' thread count (torch.get_num_threads())."""
     C = _ext._C
+    if C is not None:
+        sync_threads()
     return {
         "cpu": _ext.available(),
         "cuda": _ext.cuda_available(),

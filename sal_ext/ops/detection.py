@@ -59,8 +59,8 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = No
         has tIoU 0 with everything (never NaN).
     """
     op = "segment_iou"
-    _check_segments(a, "a", op)
-    _check_segments(b, "b", op, device=a.device)
+    a = _check_segments(a, "a", op)
+    b = _check_segments(b, "b", op, device=a.device)
     C.check_same_dtype(op, a=a, b=b)
     if not C.use_kernel(op, "segment_iou", a.device, backend):
         return segment_iou_reference(a, b)
@@ -84,10 +84,12 @@ def segment_iou_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _check_segments(t, name, op, device=None, dtypes=C.FLOAT_DTYPES):
-    C.check_tensor(t, name, op, ndim=2, dtypes=dtypes, device=device)
+    """Checks [n, 2] segments; returns them resolved (C.resolve)."""
+    t = C.check_tensor(t, name, op, ndim=2, dtypes=dtypes, device=device)
     if t.shape[1] != 2:
         raise ValueError(f"{op}: `{name}` must have shape [n, 2] (start, end), got {tuple(t.shape)}")
     C.check_segment_values(t, name, op)
+    return t
 
 
 # --------------------------------------------------------------------------- detection_ap
@@ -164,8 +166,9 @@ def detection_ap(
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
-    """A contiguous CPU numpy array of `dtype` (a view when nothing needs converting)."""
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
+    """A contiguous CPU numpy array of `dtype` (a view when nothing needs converting) holding
+    t's values (C.resolve: a negative/conjugate bit is materialised, not dropped)."""
+    return np.ascontiguousarray(C.resolve(t).detach().cpu().numpy(), dtype=dtype)
 
 
 def _check_seg_shape(t, name, op, device, n, like):
@@ -186,7 +189,7 @@ def _check_1d(t, name, op, dtypes, device, n=None) -> int:
 def check_thresholds(tiou_thresholds, op: str = "detection_ap") -> np.ndarray:
     """tIoU thresholds as a float64 numpy array; 1-D, non-empty, each in (0, 1]."""
     if isinstance(tiou_thresholds, torch.Tensor):
-        thr = tiou_thresholds.detach().cpu().double().numpy()
+        thr = C.resolve(tiou_thresholds).detach().cpu().double().numpy()
     else:
         try:
             thr = np.asarray(tiou_thresholds, dtype=np.float64)

@@ -70,7 +70,7 @@ _CPU_WINDOWED = 1
 
 def _check_values(segments, scores):
     """NaN/Inf and end < start checks (in numpy on CPU, see C.check_segment_values)."""
-    C.check_segment_values(segments, "segments", _OP)
+    C.check_segment_values(segments, "segments", _OP, torch.float64)  # IoU in float64
     if segments.device.type != "cpu":
         C.check_finite(scores, "scores", _OP)
     elif not np.isfinite(scores.numpy()).all():
@@ -79,17 +79,17 @@ def _check_values(segments, scores):
 
 def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, max_keep, plus_one):
     """Validates every argument; returns normalised (segments, scores, labels, params)."""
-    C.check_tensor(segments, "segments", _OP, ndim=2, dtypes=C.FLOAT_DTYPES, contiguous=False)
+    segments = C.check_tensor(segments, "segments", _OP, ndim=2, dtypes=C.FLOAT_DTYPES, contiguous=False)
     if segments.shape[1] != 2:
         raise ValueError(f"{_OP}: `segments` must have shape [N, 2], got {tuple(segments.shape)}")
     n = segments.shape[0]
-    C.check_tensor(scores, "scores", _OP, ndim=1, dtypes=C.FLOAT_DTYPES, device=segments.device,
+    scores = C.check_tensor(scores, "scores", _OP, ndim=1, dtypes=C.FLOAT_DTYPES, device=segments.device,
                    contiguous=False)
     if scores.shape[0] != n:
         raise ValueError(f"{_OP}: `scores` must have shape [{n}] like `segments`, got {tuple(scores.shape)}")
     C.check_same_dtype(_OP, segments=segments, scores=scores)
     if labels is not None:
-        C.check_tensor(labels, "labels", _OP, ndim=1, device=segments.device, contiguous=False)
+        labels = C.check_tensor(labels, "labels", _OP, ndim=1, device=segments.device, contiguous=False)
         if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
             raise TypeError(f"{_OP}: `labels` must be an integer tensor (int64), got {labels.dtype}")
         if labels.shape[0] != n:

@@ -43,6 +43,13 @@ import torch
 from . import _common as C
 
 _OP = "oic_proposals"
+# Most upsampled positions per column, L = ceil(T * upsample): the C++ kernel keeps a 20-byte
+# position table of L entries (shared by the columns of a call), the torch fallback works on
+# [columns, L] float64 blocks (chunked to _FALLBACK_BLOCK elements). 2**24 (335 MB of table)
+# allows T = 699,050 feature steps at SAL's upsample=24; larger L is refused before any
+# allocation (upsample=10_000_000 used to allocate gigabytes before failing).
+MAX_UPSAMPLED_LENGTH = 2**24
+_FALLBACK_BLOCK = 2**22  # ~32 MB per float64 array of the fallback's column chunk
 
 
 class OICProposals(NamedTuple):
@@ -67,7 +74,7 @@ def upsampled_length(T: int, upsample: int) -> int:
 
 def _check_thresholds(thresholds, op) -> torch.Tensor:
     if isinstance(thresholds, torch.Tensor):
-        thr = thresholds.detach().to("cpu", torch.float64).reshape(-1)
+        thr = C.resolve(thresholds).detach().to("cpu", torch.float64).reshape(-1)
         if thresholds.dim() > 1:
             raise ValueError(f"{op}: `thresholds` must be 1-D, got shape {tuple(thresholds.shape)}")
     else:
@@ -125,7 +132,8 @@ def oic_proposals_batched(
         thresholds: 1-D sequence of finite thresholds (any order; <= 255 of them).
         video_scores: [N, C] video-level class scores (gamma bonus), any float dtype.
         columns: optional [N, C] bool mask of the columns to process (default: all).
-        upsample: upsampling factor (24 in SAL).
+        upsample: upsampling factor (24 in SAL); ceil(T * upsample) must be
+            <= MAX_UPSAMPLED_LENGTH (2**24), checked before anything is allocated.
         outer_ratio: flank length / proposal length (the reference's ``lambda_``; SAL's
             inference actually passes 0.2).
         gamma: weight of the video score in the proposal score.
@@ -136,23 +144,27 @@ def oic_proposals_batched(
         OICProposals (see its doc for the order), tensors on values' device.
     """
     op = _OP
-    C.check_tensor(values, "values", op, ndim=3, dtypes=C.FLOAT_DTYPES)
+    values = C.check_tensor(values, "values", op, ndim=3, dtypes=C.FLOAT_DTYPES)
     N, T, K = values.shape
     if T < 1:
         raise ValueError(f"{op}: `values` must have T >= 1 rows, got shape {tuple(values.shape)}")
     C.check_finite(values, "values", op)
-    C.check_tensor(video_scores, "video_scores", op, ndim=2, dtypes=C.FLOAT_DTYPES,
+    video_scores = C.check_tensor(video_scores, "video_scores", op, ndim=2, dtypes=C.FLOAT_DTYPES,
                    device=values.device, contiguous=False)
     if tuple(video_scores.shape) != (N, K):
         raise ValueError(f"{op}: `video_scores` must have shape [{N}, {K}], got {tuple(video_scores.shape)}")
     C.check_finite(video_scores, "video_scores", op)
     if columns is not None:
-        C.check_tensor(columns, "columns", op, ndim=2, dtypes=(torch.bool,), device=values.device,
+        columns = C.check_tensor(columns, "columns", op, ndim=2, dtypes=(torch.bool,), device=values.device,
                        contiguous=False)
         if tuple(columns.shape) != (N, K):
             raise ValueError(f"{op}: `columns` must have shape [{N}, {K}], got {tuple(columns.shape)}")
     thr = _check_thresholds(thresholds, op)
     upsample, outer_ratio, gamma = _check_scalars(upsample, outer_ratio, gamma, op)
+    L = upsampled_length(T, upsample)
+    if L > MAX_UPSAMPLED_LENGTH:
+        raise ValueError(f"{op}: `upsample` * T must be <= {MAX_UPSAMPLED_LENGTH} upsampled positions "
+                         f"per column, got {L} (upsample={upsample}, T={T})")
     if not isinstance(skip_first_only, bool):
         raise TypeError(f"{op}: `skip_first_only` must be a bool, got {type(skip_first_only).__name__}")
     device = values.device
@@ -166,10 +178,6 @@ def oic_proposals_batched(
     else:
         pair_video, pair_class = columns.detach().to("cpu").nonzero(as_tuple=True)
     pair_video, pair_class = pair_video.contiguous(), pair_class.contiguous()
-    L = upsampled_length(T, upsample)
-    if L >= 2**31:
-        raise ValueError(f"{op}: `upsample` * T must be < 2**31, got {L} upsampled positions "
-                         f"(upsample={upsample}, T={T})")
     if use_k:
         out = _kernel(vals, vs, pair_video, pair_class, thr, upsample, L, outer_ratio, gamma,
                       skip_first_only)
@@ -236,10 +244,31 @@ def upsample_reference(cols: torch.Tensor, upsample: int, L: Optional[int] = Non
 
 
 def _reference(vals, vs, pair_video, pair_class, thr, upsample, L, ratio, gamma, skip) -> OICProposals:
-    """Vectorised pure-torch version (the fallback and the kernel's test oracle)."""
+    """Vectorised pure-torch version (the fallback and the kernel's test oracle).
+
+    Columns go in chunks of about _FALLBACK_BLOCK upsampled values, so memory stays bounded
+    whatever the number of columns."""
     P, n_thr = pair_video.numel(), thr.numel()
     if P == 0:
         return _empty_result()
+    step = max(1, _FALLBACK_BLOCK // L)
+    parts = []
+    for p0 in range(0, P, step):
+        p1 = min(P, p0 + step)
+        parts += _reference_chunk(vals, vs, pair_video[p0:p1], pair_class[p0:p1], p0, thr, upsample,
+                                  L, ratio, gamma, skip)
+    sp, tt, score, s, e1 = (torch.cat(x) for x in zip(*parts))
+    # order: video, threshold, pair (class ascending within a video), start
+    key = torch.stack([pair_video[sp], tt, sp, s])
+    order = torch.from_numpy(np.lexsort(key.flip(0).numpy()))
+    sp, tt, score, s, e1 = sp[order], tt[order], score[order], s[order], e1[order]
+    return OICProposals(pair_video[sp], pair_class[sp], tt, score, s, e1)
+
+
+def _reference_chunk(vals, vs, pair_video, pair_class, p0, thr, upsample, L, ratio, gamma, skip):
+    """Proposals of pairs p0 .. p0 + len(pair_video) - 1: a list (per threshold) of
+    (pair index, threshold index, score, start, end + 1) tensors, unordered across thresholds."""
+    P, n_thr = pair_video.numel(), thr.numel()
     cols = vals[pair_video, :, pair_class]  # [P, T]
     v = upsample_reference(cols, upsample, L)
     prefix = torch.zeros(P, L + 1, dtype=torch.float64)
@@ -271,13 +300,8 @@ def _reference(vals, vs, pair_video, pair_class, thr, upsample, L, ratio, gamma,
         n_out = (n_left + n_right).to(torch.float64)
         outer = torch.where(n_out > 0, (left + right) / n_out.clamp(min=1), torch.zeros_like(inner))
         score = (inner - outer) + bonus[sp]
-        parts.append((sp, torch.full_like(sp, t), score, s, e1))
-    sp, tt, score, s, e1 = (torch.cat(x) for x in zip(*parts))
-    # order: video, threshold, pair (class ascending within a video), start
-    key = torch.stack([pair_video[sp], tt, sp, s])
-    order = torch.from_numpy(np.lexsort(key.flip(0).numpy()))
-    sp, tt, score, s, e1 = sp[order], tt[order], score[order], s[order], e1[order]
-    return OICProposals(pair_video[sp], pair_class[sp], tt, score, s, e1)
+        parts.append((sp + p0, torch.full_like(sp, t), score, s, e1))
+    return parts
 
 
 def oic_proposals(
@@ -305,8 +329,8 @@ def oic_proposals(
         reference's order: threshold outer, then column, then start position; indices are
         upsampled positions (seconds = index * 16 * T_orig / (upsample * T * fps)).
     """
-    C.check_tensor(cas, "cas", _OP, ndim=2, dtypes=C.FLOAT_DTYPES, contiguous=False)
-    C.check_tensor(video_scores, "video_scores", _OP, ndim=1, dtypes=C.FLOAT_DTYPES,
+    cas = C.check_tensor(cas, "cas", _OP, ndim=2, dtypes=C.FLOAT_DTYPES, contiguous=False)
+    video_scores = C.check_tensor(video_scores, "video_scores", _OP, ndim=1, dtypes=C.FLOAT_DTYPES,
                    device=cas.device, contiguous=False)
     if cas.shape[0] < 1:
         raise ValueError(f"{_OP}: `cas` must have T >= 1 rows, got shape {tuple(cas.shape)}")

@@ -8,6 +8,18 @@ upper-triangular tiles only (mirrored), fuses the signed square root and the row
 returns the row norms; its backward ``sal_ext::second_order_pool_bwd`` rebuilds dL/dg from the
 saved output and norms (0 where g == 0, as autograd of the reference formula) and computes
 dX = s * (G + G^T) X with one GEMM (masked for ``lengths``, through the mean for ``center``).
+
+Non-finite values, one rule on every backend (the kernels' own NaN/Inf behaviour never
+reaches the user): NaN or Inf anywhere in ``x`` (padding past ``lengths`` included) raises
+ValueError naming ``x`` before any work (one sum over x, about 1% of the op); a finite ``x``
+so large that the result overflows (a row norm of the signed-sqrt Gram matrix is not finite)
+raises ValueError too. Under torch.compile the kernel path checks at run time inside the custom
+op; the torch path's checks are skipped while tracing (they need the values).
+
+Gradient at g == 0: defined as 0 on every backend, also with ``eps=0`` (where the formula's
+derivative 1 / (2 sqrt|g|) is infinite and autograd of sign(g) * sqrt(|g|) gives NaN): the
+kernel zeroes it where the output is 0, the torch path evaluates the square root at a safe
+argument there. Elsewhere both are the exact derivative.
 """
 from __future__ import annotations
 
@@ -15,7 +27,6 @@ import math
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from . import _common as C
 
@@ -35,6 +46,7 @@ def _sop_forward(
     normalize: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     B, D, T = x.shape
+    C.check_finite(x, "x", _OP)  # here, not in the front: runs at run time under torch.compile
     y = x.new_empty(B, D * D)
     norm = x.new_empty(B)
     if x.device.type == "cuda":
@@ -46,6 +58,7 @@ def _sop_forward(
     else:
         C.call("second_order_pool_forward", "cpu", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
                C.ptr(norm), B, D, T, scale_mode, center, eps, normalize, C.dtype_code(x))
+    _check_norm(norm, x.dtype)
     return y, norm
 
 
@@ -61,7 +74,7 @@ def _sop_backward(
     norm: torch.Tensor, scale_mode: int, center: bool, normalize: bool,
 ) -> torch.Tensor:
     B, D, T = x.shape
-    grad = grad.contiguous()
+    grad = C.resolve(grad).contiguous()
     dx = torch.empty_like(x)
     if x.device.type == "cuda":
         mean = x.new_empty(B * D if center else 1)
@@ -104,6 +117,14 @@ def _sop_grad(ctx, grad_y, grad_norm):
 _sop_forward.register_autograd(_sop_grad, setup_context=_sop_setup)
 
 
+def _check_norm(norm: torch.Tensor, dtype) -> None:
+    """x was finite: a non-finite row norm means the Gram matrix (or its norm) overflowed."""
+    if not bool(torch.isfinite(norm).all()):
+        b = int(torch.nonzero(~torch.isfinite(norm))[0, 0])
+        raise ValueError(f"{_OP}: `x` is too large for {str(dtype).replace('torch.', '')}: the "
+                         f"pooled Gram matrix of video {b} overflows (scale x down)")
+
+
 # ---- public front ----------------------------------------------------------------------
 
 
@@ -120,19 +141,21 @@ def second_order_pool(
     """Batched second-order pooling.
 
     Args:
-        x: [B, D, T] float32/float64, contiguous.
+        x: [B, D, T] float32/float64, contiguous, finite: NaN/Inf anywhere raises ValueError
+            naming `x` on every backend, and so does a finite x whose Gram matrix overflows.
         lengths: optional [B] ints in 1..T; video b uses only its first lengths[b] steps
             (and T in the scale becomes lengths[b]).
         scale: "sal" (G / T^2, the reference) or "mean" (G / T).
         center: subtract each channel's temporal mean first (covariance pooling).
-        eps: inside the signed square root, sign(g) * sqrt(|g| + eps).
+        eps: inside the signed square root, sign(g) * sqrt(|g| + eps). The gradient where
+            g == 0 is 0 on every backend, also with eps=0.
         normalize: L2-normalise each row of the result (F.normalize, eps 1e-12).
         backend: "auto" (default, or SAL_EXT_BACKEND), "kernel" or "torch".
 
     Returns:
         [B, D*D] tensor of x's dtype. Differentiable w.r.t. x.
     """
-    C.check_tensor(x, "x", _OP, ndim=3, dtypes=C.FLOAT_DTYPES)
+    x = C.check_tensor(x, "x", _OP, ndim=3, dtypes=C.FLOAT_DTYPES)
     B, D, T = x.shape
     if B == 0 or D == 0 or T == 0:
         raise ValueError(f"{_OP}: `x` must have non-zero sizes, got shape {tuple(x.shape)}")
@@ -149,7 +172,13 @@ def second_order_pool(
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{_OP}: `eps` must be finite and >= 0, got {eps}")
     if not C.use_kernel(_OP, "second_order_pool_forward", x.device, backend):
-        return second_order_pool_reference(x, lengths, scale=scale, center=center, eps=eps, normalize=normalize)
+        checked = not torch.compiler.is_compiling()
+        if checked:
+            C.check_finite(x, "x", _OP)
+        y, norm = _reference(x, lengths, scale, center, eps, normalize)
+        if checked:
+            _check_norm(norm.detach(), x.dtype)
+        return y
     y, _ = _sop_forward(x, lengths, SCALES.index(scale), center, eps, normalize)
     return y
 
@@ -163,7 +192,12 @@ def second_order_pool_reference(
     eps: float = 1e-5,
     normalize: bool = True,
 ) -> torch.Tensor:
-    """Pure-torch second_order_pool (the fallback and the test oracle)."""
+    """Pure-torch second_order_pool (the fallback and the test oracle); no value checks."""
+    return _reference(x, lengths, scale, center, eps, normalize)[0]
+
+
+def _reference(x, lengths, scale, center, eps, normalize):
+    """(y, row norms before normalisation), as the kernel's custom op returns them."""
     B, D, T = x.shape
     if lengths is None:
         n = torch.full((B,), T, dtype=x.dtype, device=x.device)
@@ -180,7 +214,11 @@ def second_order_pool_reference(
     s = 1.0 / (n * n) if scale == "sal" else 1.0 / n
     g = torch.bmm(xm, xm.transpose(1, 2)) * s[:, None, None]
     g = g.reshape(B, D * D)
-    g = torch.sign(g) * torch.sqrt(torch.abs(g) + eps)
-    if normalize:
-        g = F.normalize(g, dim=1)
-    return g
+    # sign(g) * sqrt(|g| + eps), with the square root taken at 1 where g == 0 (the product is
+    # 0 there anyway): its gradient is then 0 there, not 0 * inf = NaN when eps == 0
+    zero = g == 0
+    g = torch.sign(g) * torch.sqrt(torch.where(zero, torch.ones_like(g), torch.abs(g)) + eps)
+    norm = torch.linalg.vector_norm(g, dim=1)
+    if normalize:  # F.normalize(g, dim=1) with the norm computed once
+        g = g / norm.clamp_min(1e-12)[:, None]
+    return g, norm

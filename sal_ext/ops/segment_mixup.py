@@ -35,7 +35,7 @@ def _(x, shift, a, c):
 
 def _mixup_backward(ctx, grad):
     # d/dx of a*x[b] + c*x[b-shift]: a*g[b] + c*g[b+shift]
-    return _mixup_kernel(grad.contiguous(), -ctx.shift, ctx.a, ctx.c), None, None, None
+    return _mixup_kernel(C.resolve(grad).contiguous(), -ctx.shift, ctx.a, ctx.c), None, None, None
 
 
 def _mixup_setup(ctx, inputs, output):
@@ -46,9 +46,11 @@ _mixup_kernel.register_autograd(_mixup_backward, setup_context=_mixup_setup)
 
 
 def _check_x(x, op, name="x"):
-    C.check_tensor(x, name, op, dtypes=C.FLOAT_DTYPES)
+    """Checks x; returns it resolved (C.resolve: negative/conjugate bits materialised)."""
+    x = C.check_tensor(x, name, op, dtypes=C.FLOAT_DTYPES)
     if x.dim() < 1 or x.shape[0] < 1:
         raise ValueError(f"{op}: `{name}` must have a batch dimension of size >= 1, got shape {tuple(x.shape)}")
+    return x
 
 
 def _check_shift(shift, op, batch: int) -> int:
@@ -73,7 +75,7 @@ def segment_mixup(
     Returns:
         Tensor shaped like x. Differentiable w.r.t. x.
     """
-    _check_x(x, _OP)
+    x = _check_x(x, _OP)
     shift = _check_shift(shift, _OP, x.shape[0])
     if weight is None:
         a, c = 1.0, 1.0
@@ -112,9 +114,9 @@ def mix_targets(
         (g_aug, m_aug) shaped like g. No gradient flows (the reference detaches both).
     """
     op = "mix_targets"
-    _check_x(g, op, "g")
+    g = _check_x(g, op, "g")
     shift = _check_shift(shift, op, g.shape[0])
-    C.check_tensor(m, "m", op, dtypes=C.FLOAT_DTYPES, device=g.device)
+    m = C.check_tensor(m, "m", op, dtypes=C.FLOAT_DTYPES, device=g.device)
     C.check_same_dtype(op, g=g, m=m)
     if m.shape != g.shape:
         raise ValueError(f"{op}: `m` must have the shape of `g` {tuple(g.shape)}, got {tuple(m.shape)}")

@@ -49,10 +49,12 @@ def _resolve_k(op, T, k, r, lengths, device):
 
 
 def _check_score(score, op):
-    C.check_tensor(score, "score", op, ndim=3, dtypes=C.FLOAT_DTYPES)
+    """Checks `score`; returns it resolved (C.resolve: negative/conjugate bits materialised)."""
+    score = C.check_tensor(score, "score", op, ndim=3, dtypes=C.FLOAT_DTYPES)
     B, T, Cn = score.shape
     if T == 0:
         raise ValueError(f"{op}: `score` has no time steps")
+    return score
 
 
 def _nan_error(op):
@@ -148,7 +150,8 @@ def _topk_mil_backward(ctx, grad_pooled, grad_indices):
     if grad_pooled is None:
         return None, None, None, None, None
     indices, kvec = ctx.saved_tensors
-    grad_value = _topk_mil_backward_kernel(grad_pooled.contiguous(), indices, kvec, ctx.value_shape[1])
+    grad_value = _topk_mil_backward_kernel(C.resolve(grad_pooled).contiguous(), indices, kvec,
+                                           ctx.value_shape[1])
     return None, grad_value, None, None, None
 
 
@@ -211,7 +214,7 @@ class _TopkMilFunction(torch.autograd.Function):
         if grad_pooled is None:
             return None, None, None, None, None
         indices, kvec = ctx.saved_tensors
-        grad_pooled = grad_pooled.contiguous()
+        grad_pooled = C.resolve(grad_pooled).contiguous()
         if grad_pooled.requires_grad:  # double backward: the op with a registered adjoint
             grad_value = _topk_mil_backward_kernel(grad_pooled, indices, kvec, ctx.T)
         else:
@@ -263,14 +266,14 @@ def topk_mil(
         (pooled [B, C], indices [B, k_max, C] int64): the selected steps in descending score
         order (ties ascending index). With per-video k, index rows past k_b are -1.
     """
-    C.check_tensor(score, "score", _OP, ndim=3, dtypes=C.FLOAT_DTYPES)
+    score = C.check_tensor(score, "score", _OP, ndim=3, dtypes=C.FLOAT_DTYPES)
     if value is None:
         value = score
-    C.check_tensor(value, "value", _OP, ndim=3, dtypes=C.FLOAT_DTYPES, device=score.device)
+    value = C.check_tensor(value, "value", _OP, ndim=3, dtypes=C.FLOAT_DTYPES, device=score.device)
     C.check_same_dtype(_OP, score=score, value=value)
     if value.shape != score.shape:
         raise ValueError(f"{_OP}: `value` must have the shape of `score` {tuple(score.shape)}, got {tuple(value.shape)}")
-    _check_score(score, _OP)
+    score = _check_score(score, _OP)
     B, T, Cn = score.shape
     lengths = C.check_lengths(lengths, "lengths", _OP, B, T, score.device)
     kk = _resolve_k(_OP, T, k, r, lengths, score.device)
@@ -352,7 +355,7 @@ def topk_mask(
     0. No gradient (score is detached).
     """
     op = "topk_mask"
-    _check_score(score, op)
+    score = _check_score(score, op)
     B, T, Cn = score.shape
     lengths = C.check_lengths(lengths, "lengths", op, B, T, score.device)
     kk = _resolve_k(op, T, k, r, lengths, score.device)
