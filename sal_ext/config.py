@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterable, List
 
 import numpy as np
 
+from .config_schema import unknown_key_message, validate_config  # noqa: F401  (validate_config: re-export)
+
 THUMOS_TIOU = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 ANET_TIOU = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
@@ -173,7 +175,7 @@ def resolve_key(cfg: Dict[str, Any], key: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise KeyError(f"unknown config key {key!r}")
+        raise KeyError(unknown_key_message(key, _leaves(cfg)))
     raise KeyError(f"config key {key!r} is ambiguous: {matches}")
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .config import PRESETS, apply_overrides, get_preset
+from .config_schema import validate_config
 from .model import build_model, load_reference_state_dict
 from . import train as _train
 from .train import _message
@@ -49,9 +50,10 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
         cfg = get_preset(preset or "thumos14")
     try:
         apply_overrides(cfg, overrides)
-        model = build_model(cfg)
+        validate_config(cfg)
     except (ValueError, KeyError, TypeError) as exc:
         raise _user_error(f"--set: {_message(exc)}") from None
+    model = build_model(cfg)
     try:
         load_reference_state_dict(model, ck)
     except (ValueError, KeyError, RuntimeError) as exc:  # a state dict of another network
@@ -194,6 +196,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from .ops._common import default_backend
+    try:
+        default_backend()                       # SAL_EXT_BACKEND
+    except ValueError as exc:
+        raise _user_error(exc) from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise _user_error("--device cuda: no CUDA device is available to torch")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
