@@ -274,3 +274,21 @@ def test_backend_env_one_line_in_every_cli(tmp_path):
         assert r.returncode != 0, (argv, r.stdout)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "SAL_EXT_BACKEND" in lines[0] and "gpu" in lines[0], (argv, r.stderr)
+
+
+def test_resume_with_a_different_network_is_refused(tmp_path):
+    from sal_ext.data.synthetic import ensure_synthetic
+    root = ensure_synthetic(cache_dir=str(tmp_path / "synth"), seed=0, num_train=8, num_test=4,
+                            num_classes=20, feature_dim=64, min_len=40, max_len=60)
+    run = str(tmp_path / "run")
+    tiny = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segments=16",
+            "--batch-size", "4", "--no-progress"]
+    assert train.main(["--data-root", root, "--out", run, "--max-steps", "1"] + tiny) == 0
+    before = torch.load(f"{run}/last.pt", weights_only=False)["step"]
+    _exit_one_line(train.main, ["--resume", run, "--max-steps", "2", "--set", "model.hidden=16"],
+                   "--resume: model.hidden=16 differs from the checkpoint's 8")
+    _exit_one_line(train.main, ["--resume", run, "--set", "hidden=0"], "model.hidden=0")
+    assert torch.load(f"{run}/last.pt", weights_only=False)["step"] == before
+    # settings that leave the network alone may change
+    assert train.main(["--resume", run, "--max-steps", "2", "--set", "inference.nms_threshold=0.5",
+                       "--no-progress"]) == 0
