@@ -48,6 +48,20 @@ def _class_colors(classes: Sequence[str], plt) -> Dict[str, Any]:
     return {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
 
 
+def _lanes(dets: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
+    """Detections of one class packed into lanes of non-overlapping segments, best first."""
+    lanes: List[List[Dict[str, Any]]] = []
+    for d in sorted(dets, key=lambda d: -d["score"]):
+        s, e = d["segment"]
+        for lane in lanes:
+            if all(e <= o["segment"][0] or s >= o["segment"][1] for o in lane):
+                lane.append(d)
+                break
+        else:
+            lanes.append([d])
+    return lanes
+
+
 def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets: List[Dict[str, Any]], cfg: Dict[str, Any],
                t_orig: int, *, top: int = 20, video_id: str = "video",
                gt: Optional[List[Dict[str, Any]]] = None, class_names: Sequence[str] = ()) -> None:
@@ -76,7 +90,8 @@ def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets: List[Dict[st
             rows.append(lab)
     colors = _class_colors(rows, plt)
 
-    ratios = [2.0, 1.6, max(1.2, 0.45 * len(rows) + 0.6)]         # inches of each panel
+    n_lanes = sum(len(_lanes([d for d in shown if d["label"] == lab])) + bool(gt) for lab in rows)
+    ratios = [2.0, 1.6, max(1.2, 0.22 * (n_lanes + 0.5 * len(rows)) + 0.5)]   # inches of each panel
     fig, axes = plt.subplots(3, 1, figsize=(12, 1.2 + sum(ratios)), sharex=True,
                              gridspec_kw={"height_ratios": ratios})
     pred_names = ", ".join(f"{names[c]} ({scores[c]:.2f})" for c in pred)
@@ -102,25 +117,40 @@ def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets: List[Dict[st
     axes[1].legend(loc="upper right", fontsize=8, ncol=3, framealpha=0.9)
 
     ax = axes[2]
-    row_of = {lab: i for i, lab in enumerate(rows)}
     top_score = max([d["score"] for d in shown] + [1e-12])
-    for d in sorted(shown, key=lambda d: d["score"]):   # the best drawn last, on top
-        s, e = d["segment"]
-        alpha = 0.25 + 0.75 * max(0.0, d["score"]) / top_score
-        ax.barh(row_of[d["label"]] - 0.12, e - s, left=s, height=0.5, color=colors[d["label"]],
-                alpha=alpha, edgecolor="none")
-    for a in gt:
-        s, e = a["segment"]
-        ax.barh(row_of[a["label"]] + 0.3, e - s, left=s, height=0.16, color="k")
-    ax.set_yticks(range(len(rows)))
+    y = 0.0
+    ticks = []
+    for lab in rows:                           # one block per class: a ground-truth lane, then
+        lanes = _lanes([d for d in shown if d["label"] == lab])      # its detections' lanes
+        start = y
+        if gt:
+            for a in gt:
+                if a["label"] == lab:
+                    s, e = a["segment"]
+                    ax.barh(y + 0.5, e - s, left=s, height=0.45, color="k")
+            y += 1
+        for lane in lanes:
+            for d in lane:
+                s, e = d["segment"]
+                ax.barh(y + 0.5, e - s, left=s, height=0.8, color=colors[lab], edgecolor="none",
+                        alpha=0.2 + 0.8 * max(0.0, d["score"]) / top_score)
+                if e - s > 0.04 * duration:
+                    ax.text(s + 0.005 * duration, y + 0.5, f"{d['score']:.2f}", va="center",
+                            fontsize=7, color="k")
+            y += 1
+        y = max(y, start + 1)
+        ticks.append((start + y) / 2)
+        ax.axhline(y + 0.25, color="0.8", lw=0.8)
+        y += 0.5
+    ax.set_yticks(ticks)
     ax.set_yticklabels(rows, fontsize=9)
     for tick, lab in zip(ax.get_yticklabels(), rows):
         tick.set_color(colors[lab])
         tick.set_fontweight("bold")
-    ax.set_ylim(len(rows) - 0.5, -0.6)
+    ax.set_ylim(max(y - 0.25, 1), 0)
     ax.grid(axis="x", alpha=0.3)
-    what = f"top {len(shown)} of {len(dets)} detections: coloured bars, opacity = score"
-    ax.set_title(what + ("; ground truth: thin black bars" if gt else ""), fontsize=10)
+    what = f"top {len(shown)} of {len(dets)} detections (bars, opacity and label = score)"
+    ax.set_title(what + ("; ground truth: black bars, first line of each class" if gt else ""), fontsize=10)
     ax.set_xlabel("time (s)")
     ax.set_xlim(0, duration)
     fig.tight_layout()
