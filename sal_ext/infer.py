@@ -1,7 +1,8 @@
 """Localize actions with a trained SAL checkpoint.
 
-    # one video: detections in seconds, optionally a figure
-    python -m sal_ext.infer --checkpoint runs/x/best.pt --features video.npy [--plot out.png]
+    # one video: detections in seconds, optionally a results JSON and a figure
+    python -m sal_ext.infer --checkpoint runs/x/best.pt --features video.npy [--out r.json] [--plot out.png]
+    python -m sal_ext.infer --checkpoint runs/x/best.pt --rgb r.npy --flow f.npy --plot out.png --gt gt.json
     python -m sal_ext.infer --checkpoint CAS_Only.pkl --preset thumos14 --rgb r.npy --flow f.npy
     # a whole split of a data set: an ActivityNet results JSON (and its mAP when gt exists)
     python -m sal_ext.infer --checkpoint runs/x/best.pt --split-root DATA --out results.json
@@ -9,60 +10,74 @@
 The checkpoint is one written by sal_ext.train (it carries its config and class names) or
 a reference state dict (lizhilin-ustc/SAL ``CAS_Only.pkl``, SAL_ActivityNet
 ``model_best.pth.tar``): then --preset says which network and inference settings to use.
-Features: [T, 2048] (RGB first) in one .npy, or [T, 1024] RGB and flow files. The video is
-sampled uniformly to the preset's num_segments rows, as in testing.
+Features: [T, D] in one .npy (--features; D = the model's feature_dim, RGB columns first),
+or the two [T, D/2] halves (--rgb and --flow, the layout of THUMOS14 and of the built-in
+synthetic set). The video is sampled uniformly to the preset's num_segments rows, as in
+testing. Its name (--video-id, default the file name without .npy) keys the results JSON and
+the ground truth that --plot draws from --gt.
+
+Every flag combination either works or is refused in one line, and everything is checked
+(inputs exist, outputs writable, matplotlib present for --plot) before the model is loaded.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .config import PRESETS, apply_overrides, get_preset
+from .config_schema import validate_config
 from .model import build_model, load_reference_state_dict
 from . import train as _train
 from .train import _message
 
 
+def _user_error(msg) -> SystemExit:
+    """A one-line message on stderr and exit status 1 for a mistake in the arguments or data."""
+    return SystemExit(f"python -m sal_ext.infer: error: {' '.join(_message(msg).split())}")
+
+
+# =============================================================================================
+# checkpoint
+# =============================================================================================
 def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], device) -> tuple:
     """(model in eval mode, config) from our checkpoint or a reference state dict.
 
-    A missing or unreadable file, a bad --set or a state dict that does not fit the preset's
-    network raise SystemExit with a one-line message."""
+    A missing or unreadable file, something that is not a state dict, a bad --set or a state
+    dict that does not fit the preset's network raise SystemExit with a one-line message."""
     if not os.path.isfile(path):
         raise _user_error(f"--checkpoint {path}: no such file")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
         raise _user_error(f"--checkpoint: cannot read {path}: {exc}") from None
-    if isinstance(ck, dict) and "config" in ck and "model" in ck:
+    if not isinstance(ck, Mapping):
+        raise _user_error(f"--checkpoint {path} holds a {type(ck).__name__}, not a state dict or a "
+                          "checkpoint of sal_ext.train")
+    if "config" in ck and "model" in ck:
         cfg = ck["config"]
         if preset is not None:
             keep = ("model", "num_classes", "feature_dim", "num_segments", "class_names")
-            cfg = {**get_preset(preset), **{k: cfg.get(k) for k in keep}}
+            cfg = {**get_preset(preset), **{k: cfg.get(k) for k in keep if k in cfg}}
     else:
         cfg = get_preset(preset or "thumos14")
     try:
         apply_overrides(cfg, overrides)
-        model = build_model(cfg)
+        validate_config(cfg)
     except (ValueError, KeyError, TypeError) as exc:
-        raise _user_error(f"--set: {_message(exc)}") from None
+        raise _user_error(f"--set: {_message(exc)}" if overrides else f"--checkpoint {path}: {_message(exc)}") from None
+    model = build_model(cfg)
     try:
         load_reference_state_dict(model, ck)
-    except (ValueError, KeyError, RuntimeError) as exc:  # a state dict of another network
+    except (ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:  # another network
         what = "" if preset else " (a reference state dict needs the matching --preset)"
         raise _user_error(f"--checkpoint {path} does not fit the network{what}: {exc}") from None
     return model.to(device).eval(), cfg
-
-
-def _user_error(msg) -> SystemExit:
-    """A one-line message on stderr and exit status 1 for a mistake in the arguments or data."""
-    return SystemExit(f"python -m sal_ext.infer: error: {' '.join(_message(msg).split())}")
 
 
 def class_names_of(cfg: Dict[str, Any]) -> List[str]:
@@ -74,26 +89,52 @@ def class_names_of(cfg: Dict[str, Any]) -> List[str]:
     return [f"class_{i}" for i in range(cfg["num_classes"])]
 
 
-def _load(path: str) -> np.ndarray:
+# =============================================================================================
+# features
+# =============================================================================================
+def _load(path: str, flag: str) -> np.ndarray:
     try:
-        return np.load(path)
+        x = np.load(path)
     except (OSError, ValueError, EOFError) as exc:
-        raise SystemExit(f"cannot read features {path}: {exc}")
+        raise _user_error(f"{flag} {path}: cannot read it as a .npy array: {exc}") from None
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        shape = getattr(x, "shape", None)
+        raise _user_error(f"{flag} {path}: expected a [T, D] array with T, D >= 1, got shape {shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise _user_error(f"{flag} {path}: expected real numbers, got dtype {x.dtype}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise _user_error(f"{flag} {path}: holds NaN or Inf (first in row {row})")
+    return x
 
 
 def read_features(features: Optional[str], rgb: Optional[str], flow: Optional[str]) -> np.ndarray:
+    """[T, D] float32 from --features, or --rgb and --flow side by side (RGB first)."""
     if features:
-        x = _load(features)
+        x = _load(features, "--features")
     elif rgb and flow:
-        r, f = _load(rgb), _load(flow)
+        r, f = _load(rgb, "--rgb"), _load(flow, "--flow")
         if r.shape[0] != f.shape[0]:
-            raise SystemExit(f"--rgb has {r.shape[0]} rows, --flow {f.shape[0]}")
+            raise _user_error(f"--rgb has {r.shape[0]} rows, --flow {f.shape[0]}: they must match")
         x = np.concatenate([r, f], axis=1)
     else:
-        raise SystemExit("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR")
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise SystemExit(f"features must be [T, D], got shape {x.shape}")
+        raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def check_feature_width(feats: np.ndarray, cfg: Dict[str, Any], flag: str) -> None:
+    D = cfg["feature_dim"]
+    if feats.shape[1] == D:
+        return
+    hint = ""
+    if flag == "--features" and feats.shape[1] * 2 == D:
+        hint = (f"; this looks like one stream: give the RGB and flow files with --rgb R.npy "
+                f"--flow F.npy")
+    elif flag == "--rgb/--flow":
+        hint = f" ({feats.shape[1] // 2} + {feats.shape[1] - feats.shape[1] // 2})"
+    raise _user_error(f"{flag}: the features have {feats.shape[1]} columns, the model expects {D} "
+                      f"(RGB + flow){hint}")
 
 
 def uniform_rows(T: int, n: int) -> np.ndarray:
@@ -105,7 +146,7 @@ def uniform_rows(T: int, n: int) -> np.ndarray:
 def localize(model, cfg: Dict[str, Any], feats: np.ndarray, video_id: str = "video", device="cpu"):
     """Detections of one video: (list of {"label","score","segment"}, outputs, post)."""
     if feats.shape[1] != cfg["feature_dim"]:
-        raise SystemExit(f"features have {feats.shape[1]} columns, the model expects {cfg['feature_dim']}")
+        raise ValueError(f"features have {feats.shape[1]} columns, the model expects {cfg['feature_dim']}")
     T = feats.shape[0]
     x = torch.from_numpy(feats[uniform_rows(T, cfg["num_segments"])]).unsqueeze(0).to(device)
     out = {k: v.float().cpu() for k, v in model.predict(x).items()}
@@ -114,64 +155,105 @@ def localize(model, cfg: Dict[str, Any], feats: np.ndarray, video_id: str = "vid
     return sorted(dets, key=lambda d: -d["score"]), out, post
 
 
-def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets, cfg, t_orig: int, top: int = 10) -> None:
-    """CAS (softmax) of the predicted classes, actionness and the top detections over time."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = class_names_of(cfg)
-    inf = cfg["inference"]
-    T = out["cas"].shape[1]
-    secs = np.arange(T) * t_orig / T * inf["frames_per_snippet"] / inf["fps"]
-    pred = np.nonzero(np.asarray(post["pred_multi_hot"])[0])[0]
-    prob = torch.softmax(out["cas"][0], -1).numpy()
-    fig, axes = plt.subplots(3, 1, figsize=(12, 7), sharex=True)
-    for c in pred:
-        axes[0].plot(secs, prob[:, c], label=names[c])
-    axes[0].set_ylabel("CAS (softmax)")
-    axes[0].legend(loc="upper right", fontsize=8)
-    lam = cfg["model"]["fusion_lambda"]
-    a_rgb, a_flow = out["a_rgb"][0].numpy(), out["a_flow"][0].numpy()
-    axes[1].plot(secs, a_rgb, label="RGB", alpha=0.6)
-    axes[1].plot(secs, a_flow, label="flow", alpha=0.6)
-    axes[1].plot(secs, (1 - lam) * a_flow + lam * a_rgb, label="fused", color="k")
-    axes[1].set_ylabel("actionness")
-    axes[1].set_ylim(0, 1)
-    axes[1].legend(loc="upper right", fontsize=8)
-    shown = dets[:top]
-    labels = sorted({d["label"] for d in shown})
-    colors = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
-    for rank, d in enumerate(shown):          # one row per detection, best on top
-        s, e = d["segment"]
-        axes[2].barh(rank, e - s, left=s, height=0.7, color=colors[d["label"]])
-        axes[2].text(e, rank, f" {d['score']:.2f}", va="center", fontsize=7)
-    axes[2].set_yticks(range(len(shown)))
-    axes[2].set_yticklabels([d["label"] for d in shown], fontsize=7)
-    axes[2].invert_yaxis()
-    axes[2].set_xlabel("time (s)")
-    axes[2].set_title(f"top {min(top, len(dets))} detections", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+# =============================================================================================
+# checks before any work
+# =============================================================================================
+def check_writable(path: str, flag: str) -> None:
+    """`path` can be written: its folder exists and takes a new file, and it is not a folder."""
+    if os.path.isdir(path):
+        raise _user_error(f"{flag} {path}: is a folder, expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _user_error(f"{flag} {path}: the folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if os.path.exists(path):
+            with open(path, "ab"):
+                pass
+    except OSError as exc:
+        raise _user_error(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuses, in one line, every combination of flags that would not do what it says, and
+    inputs that are missing or outputs that cannot be written."""
+    if not os.path.isfile(args.checkpoint):
+        raise _user_error(f"--checkpoint {args.checkpoint}: no such file")
+    if args.split_root:
+        for flag in ("features", "rgb", "flow", "plot", "gt", "video_id", "top"):
+            if getattr(args, flag) is not None:
+                raise _user_error(f"--{flag.replace('_', '-')} is for one video; it cannot be combined "
+                                  "with --split-root (which uses the split's own files and gt.json)")
+        if not os.path.isdir(args.split_root):
+            raise _user_error(f"--split-root {args.split_root}: no such folder")
+        check_writable(args.out or "results.json", "--out")
+        return
+    if args.features and (args.rgb or args.flow):
+        raise _user_error("--features cannot be combined with --rgb/--flow: give one [T, D] file "
+                          "(--features) or the two halves (--rgb and --flow)")
+    if bool(args.rgb) != bool(args.flow):
+        raise _user_error(f"--{'rgb' if args.rgb else 'flow'} needs --{'flow' if args.rgb else 'rgb'} too")
+    if not (args.features or args.rgb):
+        raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR")
+    for flag in ("features", "rgb", "flow", "gt"):
+        path = getattr(args, flag)
+        if path is not None and not os.path.isfile(path):
+            raise _user_error(f"--{flag} {path}: no such file")
+    if args.gt and not args.plot:
+        raise _user_error("--gt is drawn by --plot: give --plot FILE too")
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+        from .plot import PlotError, check_plot_file
+        try:
+            check_plot_file(args.plot)
+        except PlotError as exc:
+            raise _user_error(exc) from None
+
+
+def video_name(args: argparse.Namespace) -> str:
+    if args.video_id:
+        return args.video_id
+    base = os.path.basename(args.features or args.rgb)
+    return base[:-4] if base.endswith(".npy") else base
+
+
+def ground_truth_of(path: str, video_id: str) -> List[Dict[str, Any]]:
+    """The annotations of `video_id` in the gt.json at `path` (one-line errors)."""
+    from .data import load_ground_truth
+    try:
+        db = load_ground_truth(path)["database"]
+    except (ValueError, OSError) as exc:
+        raise _user_error(f"--gt {path}: {exc}") from None
+    if video_id not in db:
+        raise _user_error(f"--gt {path}: no video {video_id!r} in it (name the video with --video-id)")
+    return list(db[video_id].get("annotations", []))
+
+
+# =============================================================================================
+# whole split
+# =============================================================================================
 def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size: int = 16) -> Dict[str, Any]:
     """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt."""
+    from .inference import save_results
     cfg = dict(cfg, data_root=root)
     if not os.path.isdir(root):
         raise _user_error(f"--split-root {root}: no such folder")
     try:
         ds = _train.build_split(cfg, cfg["train"]["test_split"], "uniform")
+        rec = _train.evaluate_split(model, ds, cfg, device, batch_size=batch_size)
     except (ValueError, OSError) as exc:
         raise _user_error(exc) from None
-    rec = _train.evaluate_split(model, ds, cfg, device, batch_size=batch_size)
     if out_path:
-        with open(out_path, "w") as f:
-            json.dump(rec["results"], f)
+        save_results(rec["results"], out_path)
     return rec
 
 
+# =============================================================================================
+# command line
+# =============================================================================================
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m sal_ext.infer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,10 +265,16 @@ def parse_args(argv=None):
                                       "2048 for THUMOS14)")
     p.add_argument("--rgb", help="[T, D/2] RGB .npy (with --flow)")
     p.add_argument("--flow", help="[T, D/2] flow .npy (with --rgb)")
-    p.add_argument("--plot", help="save a figure (CAS, actionness, detections) to this file")
-    p.add_argument("--top", type=_train._nonnegative_int, default=20, help="detections to print and plot (default 20)")
+    p.add_argument("--video-id", help="the video's name in --out and --gt (default: the file name without .npy)")
+    p.add_argument("--plot", help="save a figure (CAS, actionness, detections) to this file (.png, .pdf, "
+                                  ".svg, ...); needs matplotlib: pip install 'sal_ext[plot]'")
+    p.add_argument("--gt", help="ground-truth JSON (ActivityNet format, e.g. the data set's gt.json): "
+                                "--plot draws the video's ground-truth segments")
+    p.add_argument("--top", type=_train._nonnegative_int, default=None,
+                   help="detections to print and plot (default 20)")
     p.add_argument("--split-root", help="run over the test split of this data folder")
-    p.add_argument("--out", help="results JSON path (with --split-root; default results.json)")
+    p.add_argument("--out", help="results JSON (ActivityNet format) to write; with --split-root the "
+                                 "default is results.json")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
@@ -194,26 +282,51 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from .ops._common import default_backend
+    try:
+        default_backend()                       # SAL_EXT_BACKEND
+    except ValueError as exc:
+        raise _user_error(exc) from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise _user_error("--device cuda: no CUDA device is available to torch")
+    check_flags(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
+
     if args.split_root:
+        model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
         out_path = args.out or "results.json"
         rec = run_split(model, cfg, args.split_root, out_path, device)
         print(_train.format_table(rec, f"mAP (%) on {args.split_root}"))
         print(f"{rec['num_detections']} detections written to {out_path}")
         return 0
+
+    vid = video_name(args)
+    gt = ground_truth_of(args.gt, vid) if args.gt else None
     feats = read_features(args.features, args.rgb, args.flow)
-    dets, out, post = localize(model, cfg, feats, device=device)
+    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
+    check_feature_width(feats, cfg, "--features" if args.features else "--rgb/--flow")
+    try:
+        dets, out, post = localize(model, cfg, feats, video_id=vid, device=device)
+    except ValueError as exc:
+        raise _user_error(exc) from None
+    top = 20 if args.top is None else args.top
     names = class_names_of(cfg)
     pred = [names[c] for c in np.nonzero(np.asarray(post["pred_multi_hot"])[0])[0]]
-    print(f"{feats.shape[0]} snippets; predicted classes: {', '.join(pred)}; {len(dets)} detections")
+    print(f"{vid}: {feats.shape[0]} snippets; predicted classes: {', '.join(pred)}; {len(dets)} detections")
     print(f"{'label':<24}{'start (s)':>10}{'end (s)':>10}{'score':>9}")
-    for d in dets[:args.top]:
+    for d in dets[:top]:
         print(f"{d['label']:<24}{d['segment'][0]:>10.2f}{d['segment'][1]:>10.2f}{d['score']:>9.4f}")
+    if args.out:
+        from .inference import save_results
+        save_results(post["results"], args.out)
+        print(f"{len(dets)} detections written to {args.out}")
     if args.plot:
-        plot_video(args.plot, out, post, dets, cfg, feats.shape[0], top=args.top)
+        from .plot import plot_video
+        try:
+            plot_video(args.plot, out, post, dets, cfg, feats.shape[0], top=top, video_id=vid, gt=gt,
+                       class_names=names)
+        except (OSError, ValueError) as exc:
+            raise _user_error(f"--plot {args.plot}: {exc}") from None
         print(f"figure saved to {args.plot}")
     return 0
 

@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from .config import PRESETS, apply_overrides, get_preset, inference_config, set_value
+from .config_schema import parse_range, validate_config
 from .losses import SALLoss
 from .model import build_model, load_reference_state_dict
 
@@ -150,11 +151,35 @@ def format_table(res: Dict[str, Any], title: str = "") -> str:
 
 
 def select_metric(res: Dict[str, Any], cfg: Dict[str, Any]) -> float:
+    """eval.select_metric "lo:hi": the mean mAP over the thresholds in [lo, hi] (validated: both
+    ends are thresholds); "average" or null: the mean over all of them."""
     key = cfg["eval"].get("select_metric")
-    avgs = res.get("averages") or {}
-    if key in avgs:
-        return float(avgs[key])
-    return float(res["average"])
+    rng = parse_range(key) if isinstance(key, str) else None
+    if rng is None:
+        return float(res["average"])
+    lo, hi = rng
+    return float(np.mean([m for t, m in zip(res["tiou"], res["mAP"]) if lo - 1e-9 <= t <= hi + 1e-9]))
+
+
+LOSS_TERMS = ("mil", "bg", "act", "mix", "mc", "se")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training step whose loss (or a value in its forward pass) is NaN or Inf; raised before
+    the step's backward pass and optimizer step, so no NaN reaches the weights or last.pt."""
+
+    def __init__(self, step: int, what: str, saved_step: Optional[int]):
+        kept = ("no last.pt had been written yet" if saved_step is None
+                else f"last.pt from step {saved_step} is kept")
+        super().__init__(f"non-finite loss at step {step}: {what}; training stopped before that "
+                         f"step's update; {kept}")
+        self.step = step
+
+    @staticmethod
+    def terms(parts: Dict[str, float]) -> str:
+        bad = [k for k in LOSS_TERMS if not math.isfinite(parts[k])]
+        return ", ".join(f"{k}={parts[k]}" for k in bad) + f" (total={parts['total']})" if bad \
+            else f"total={parts['total']}"
 
 
 def collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -266,6 +291,7 @@ class Trainer:
         self.step, self.epoch, self.pos = 0, 0, 0      # pos: batches done in this epoch
         self.best = {"metric": -math.inf, "step": None}
         self.last_map: Optional[float] = None
+        self.saved_step: Optional[int] = None   # step of the last.pt on disk
 
     # -- data -------------------------------------------------------------------------------
     def _hold_out(self, fraction: float) -> None:
@@ -330,6 +356,8 @@ class Trainer:
         if not full:
             st = {k: st[k] for k in ("model", "loss", "step", "epoch", "best", "config")}
         atomic_save(st, path)
+        if full:
+            self.saved_step = self.step
         return path
 
     def load(self, ckpt: Dict[str, Any]) -> None:
@@ -337,6 +365,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.criterion.load_state_dict(ckpt["loss"])
         self.step, self.epoch, self.pos = ckpt["step"], ckpt["epoch"], ckpt["pos"]
+        self.saved_step = self.step
         self.best = dict(ckpt["best"])
         self.last_map = ckpt.get("last_map")
         set_rng_state(ckpt["rng"])
@@ -349,11 +378,20 @@ class Trainer:
         x = batch["features"].to(self.device, non_blocking=True)
         y = batch["label"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=bool(self.cfg["optim"].get("set_to_none", True)))
-        out = self.model(x)
-        total, parts = self.criterion(out, y)
+        try:
+            out = self.model(x)
+            total, parts = self.criterion(out, y)
+        except ValueError as exc:   # an op refusing NaN/Inf activations
+            if "NaN" not in str(exc) and "Inf" not in str(exc):
+                raise
+            raise NonFiniteLoss(self.step + 1, f"a non-finite value in the forward pass ({exc})",
+                                self.saved_step) from None
+        vals = {k: float(v) for k, v in parts.items()}
+        if not math.isfinite(vals["total"]):
+            raise NonFiniteLoss(self.step + 1, NonFiniteLoss.terms(vals), self.saved_step)
         total.backward()
         self.optimizer.step()
-        return {k: float(v) for k, v in parts.items()}
+        return vals
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, which: str = "select") -> Dict[str, Any]:
@@ -405,7 +443,12 @@ class Trainer:
                                 num_workers=self.num_workers, collate_fn=collate,
                                 generator=private_generator(self.epoch))
             for batch in loader:
-                parts = self.train_step(batch)
+                try:
+                    parts = self.train_step(batch)
+                except NonFiniteLoss:
+                    if bar is not None:
+                        bar.close()
+                    raise
                 self.step += 1
                 self.pos += 1
                 append_jsonl(train_log, {"step": self.step, "epoch": self.epoch, **parts})
@@ -513,7 +556,26 @@ def build_config(args: argparse.Namespace, base: Optional[Dict[str, Any]] = None
     if args.epochs is not None and args.max_steps is None:
         cfg["train"]["max_steps"] = None
     apply_overrides(cfg, args.set)
+    validate_config(cfg)   # every key, before any data is read or any model is built
     return cfg
+
+
+# what a resumed run cannot change: the shapes of the checkpoint's tensors
+RESUME_FIXED = ("feature_dim", "num_classes", "model.hidden", "model.encoder_kernel")
+
+
+def resume_mismatch(old: Dict[str, Any], new: Dict[str, Any]) -> Optional[str]:
+    """A one-line description of the first network setting `new` changes from the checkpoint's."""
+    def get(cfg, key):
+        node = cfg
+        for p in key.split("."):
+            node = node.get(p) if isinstance(node, dict) else None
+        return node
+    for key in RESUME_FIXED:
+        if get(old, key) != get(new, key):
+            return (f"--resume: {key}={get(new, key)!r} differs from the checkpoint's {get(old, key)!r} "
+                    "(a resumed run keeps its network; start a new run to change it)")
+    return None
 
 
 def _message(exc) -> str:
@@ -541,8 +603,19 @@ def load_resume_checkpoint(resume: str) -> Tuple[Dict[str, Any], str]:
     return ckpt, path
 
 
+def check_backend_env() -> None:
+    """SAL_EXT_BACKEND, checked once at startup (a bad value: a one-line error, not a traceback
+    from the first op call)."""
+    from .ops._common import default_backend
+    try:
+        default_backend()
+    except ValueError as exc:
+        raise _user_error(exc) from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_backend_env()
     if not 0.0 <= args.val_fraction < 1.0:
         raise _user_error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -555,27 +628,45 @@ def main(argv=None) -> int:
             ckpt, path = load_resume_checkpoint(args.resume)
             cfg = build_config(args, ckpt["config"])
             out = args.out or os.path.dirname(os.path.abspath(path))
+            diff = resume_mismatch(ckpt["config"], cfg)
+            if diff:
+                raise _user_error(diff)
         else:
             cfg = build_config(args)
             out = args.out or os.path.join("runs", f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
-    except (ValueError, KeyError, TypeError) as exc:  # --set overrides
+    except (ValueError, KeyError, TypeError) as exc:  # --set overrides, config validation
         raise _user_error(exc) from None
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     val_fraction = args.val_fraction if ckpt is None else ckpt["config"].get("val_fraction", 0.0)
     cfg["val_fraction"] = val_fraction
 
     try:
+        if cfg["dataset"] == "thumos14" and cfg.get("synthetic") and not cfg.get("data_root"):
+            cfg["data_root"] = ensure_synthetic_data(cfg)
+            print(f"data: {cfg['data_root']} (the built-in synthetic set, written once; "
+                  "SAL_EXT_CACHE sets the cache folder)", flush=True)
+        elif cfg.get("data_root"):
+            print(f"data: {cfg['data_root']}", flush=True)
+        else:
+            raise ValueError(f"preset {cfg['name']!r} needs --data-root")
+        print(f"run folder: {out}", flush=True)
         trainer = Trainer(cfg, out, device, backend=args.backend, num_workers=args.num_workers,
                           progress=not args.no_progress, val_fraction=val_fraction)
     except (ValueError, OSError) as exc:  # data problems, invalid settings
         raise _user_error(exc) from None
     if ckpt is not None:
-        trainer.load(ckpt)
+        try:
+            trainer.load(ckpt)
+        except (RuntimeError, KeyError, ValueError) as exc:  # a state that does not fit
+            raise _user_error(f"--resume: the checkpoint does not fit this run: {exc}") from None
         print(f"resumed from step {trainer.step} (epoch {trainer.epoch})", file=sys.stderr)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     t0 = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    except NonFiniteLoss as exc:
+        raise _user_error(exc) from None
     rec = trainer.final_report()
     how = ("selected on held-out training videos" if trainer.val_set is not None
            else "best test evaluation, as the reference selects it")
