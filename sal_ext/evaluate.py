@@ -27,10 +27,15 @@ Rules (the official ActivityNet evaluator, Evaluation/eval_detection.py, unless 
 * ``subset=None`` means "test" when some video has subset "test", else every video.
 * Classes are the labels present in the ground truth of the subset; mAP is the mean of their
   APs. A class with no prediction gets AP 0.
-* A predicted label absent from the ground truth is ignored with one warning (the official
-  code raises KeyError). A predicted video absent from the ground-truth subset is ignored
-  with one warning (the official code counts its predictions as false positives). A video
-  of the subset without annotations keeps its predictions (false positives).
+* A prediction on a video that is not in the evaluated ground-truth subset (a video of
+  another subset, or one absent from the ground truth) is a false positive of its class, as
+  in the official code (its predictions enter the per-class ranking and can never match). So
+  is a prediction on a subset video without annotations. ``drop_unknown_videos=True``
+  (``--drop-unknown-videos``) instead ignores the predictions of videos outside the subset
+  (one warning saying how many): an explicit opt-in, not the official number.
+* A predicted label absent from the ground truth of the subset is ignored with one warning
+  that says how many predictions were dropped (the official code raises KeyError there);
+  the count is also in the result (``dropped``) and printed by the command line.
 * Malformed input (missing key, non-numeric or non-finite segment, end < start, NaN or
   non-numeric score) raises ValueError naming the video and the field.
 * Zero-length segments are legal and never match (the official code's 0/0 = NaN tIoU makes
@@ -228,11 +233,17 @@ def _checked_predictions(res, vmap, cmap, with_labels, what):
 
 
 def load_predictions(pred: JsonLike, videos: Sequence[str], classes: Sequence[Any], *,
-                     with_labels: bool = True, what: str = "predictions"):
+                     with_labels: bool = True, what: str = "predictions",
+                     drop_unknown_videos: bool = False, report: Optional[Dict[str, int]] = None):
     """Parses a prediction file/dict against the ground truth's videos and classes.
 
-    Returns (video_idx [P], label_idx [P], score [P], segments [P, 2]); predictions of unknown
-    videos or labels are dropped with one warning each (see the module docstring).
+    Returns (video_idx [P], label_idx [P], score [P], segments [P, 2]). Videos of the subset
+    get the index of ``videos``; a video outside it gets ``len(videos) + k`` (k-th such video
+    in file order), so it has no ground truth and its predictions are false positives (the
+    official rule); with ``drop_unknown_videos`` they are dropped with one warning instead.
+    Predictions of labels absent from ``classes`` are dropped with one warning. ``report``,
+    when given, receives ``unknown_videos`` (videos outside the subset), ``dropped_video``
+    and ``dropped_label`` (numbers of predictions dropped).
     """
     data = _load(pred, what)
     if "results" not in data:
@@ -241,23 +252,32 @@ def load_predictions(pred: JsonLike, videos: Sequence[str], classes: Sequence[An
     if not isinstance(res, dict):
         raise ValueError(f"{what}: `results` must be an object {{video: [...]}}")
     vmap = {v: i for i, v in enumerate(videos)}
+    unknown_videos = [v for v in res if v not in vmap]
+    for v in unknown_videos:
+        vmap[v] = len(vmap)
     cmap = {c: i for i, c in enumerate(classes)}
     try:
         vid, lab, score, seg, labels = _fast_predictions(res, vmap, cmap, with_labels)
     except _SlowPath:
         vid, lab, score, seg, labels = _checked_predictions(res, vmap, cmap, with_labels, what)
-    keep = vid >= 0
-    unknown_videos = [v for v in res if v not in vmap]
-    if unknown_videos:
+    keep = np.ones(len(vid), bool)
+    outside = vid >= len(videos)
+    if drop_unknown_videos and unknown_videos:
         shown = ", ".join(repr(v) for v in unknown_videos[:5]) + (", ..." if len(unknown_videos) > 5 else "")
         warnings.warn(f"{what}: {len(unknown_videos)} video(s) not in the ground-truth subset ({shown}); "
-                      f"their {int((~keep).sum())} prediction(s) are ignored", stacklevel=3)
+                      f"their {int(outside.sum())} prediction(s) are ignored (drop_unknown_videos)",
+                      stacklevel=3)
+        keep &= ~outside
     bad_label = keep & (lab < 0)
     if bad_label.any():
         unknown = list(dict.fromkeys(labels[i] for i in np.flatnonzero(bad_label)))
         shown = ", ".join(repr(k) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         warnings.warn(f"{what}: {len(unknown)} label(s) absent from the ground truth ({shown}); "
-                      f"their {int(bad_label.sum())} prediction(s) are ignored", stacklevel=3)
+                      f"their {int(bad_label.sum())} prediction(s) are dropped", stacklevel=3)
+    if report is not None:
+        report.update(unknown_videos=len(unknown_videos),
+                      dropped_video=int(outside.sum()) if drop_unknown_videos else 0,
+                      dropped_label=int(bad_label.sum()))
     keep &= lab >= 0
     return vid[keep], lab[keep], score[keep], seg[keep]
 
@@ -350,7 +370,7 @@ def detection_map_arrays(pred_video, pred_label, pred_score, pred_segments, gt_v
 
 def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Optional[str] = None,
                   dataset: str = "thumos14", per_class: bool = True,
-                  backend: Optional[str] = None) -> Dict[str, Any]:
+                  backend: Optional[str] = None, *, drop_unknown_videos: bool = False) -> Dict[str, Any]:
     """ActivityNet-protocol detection mAP of a prediction file against a ground-truth file.
 
     Args:
@@ -359,35 +379,44 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
         subset: ground-truth subset; None: "test" if present, else all videos.
         dataset: "thumos14" or "activitynet" (default thresholds and named averages).
         per_class: include {class name: [AP per tIoU]}.
+        drop_unknown_videos: ignore (instead of counting as false positives) the predictions
+            of videos outside the ground-truth subset; not the official number.
 
     Returns:
         {"tiou": [...], "mAP": [... per tIoU, fraction ...], "average": mean of mAP,
          "averages": {"0.1:0.5": x, ...}, "per_class": {...}, "num_gt": G, "num_pred": P,
-         "subset": s, "ap": ndarray [n_tiou, n_classes]}
+         "subset": s, "ap": ndarray [n_tiou, n_classes],
+         "dropped": {"unknown_label": n, "unknown_video": n}, "unknown_videos": n}
     """
     if dataset not in DATASETS:
         raise ValueError(f"`dataset` must be one of {sorted(DATASETS)}, got {dataset!r}")
     subset, videos, classes, gv, gl, gseg = load_ground_truth(gt, subset)
-    pv, pl, ps, pseg = load_predictions(pred, videos, classes)
+    report: Dict[str, int] = {}
+    pv, pl, ps, pseg = load_predictions(pred, videos, classes, drop_unknown_videos=drop_unknown_videos,
+                                        report=report)
     out = detection_map_arrays(pv, pl, ps, pseg, gv, gl, gseg, len(classes), tiou_thresholds,
                                dataset, classes, per_class, backend)
     out["subset"] = subset
+    out["dropped"] = {"unknown_label": report["dropped_label"], "unknown_video": report["dropped_video"]}
+    out["unknown_videos"] = report["unknown_videos"]
     return out
 
 
 # --------------------------------------------------------------------------- AR@AN
 def average_recall_vs_proposals(gt: JsonLike, proposals: JsonLike, max_avg_nr_proposals: float = 100,
                                 tiou_thresholds=np.linspace(0.5, 0.95, 10),
-                                subset: Optional[str] = None) -> Dict[str, Any]:
+                                subset: Optional[str] = None, *,
+                                drop_unknown_videos: bool = False) -> Dict[str, Any]:
     """ActivityNet proposal metric: average recall vs average number of proposals per video.
 
     Follows ``average_recall_vs_avg_nr_proposals`` of ActivityNet's Evaluation/eval_proposal.py:
     per video (with ground truth), proposals by descending score (ties: later first), the
     first ``int(n * ratio)`` kept, ``ratio = max_avg_nr_proposals * n_videos / n_proposals``;
     recall at 100 fractions of the kept proposals; a ground truth counts as recalled at
-    threshold t when some kept proposal has tIoU >= t. Labels are ignored. Differences:
-    proposals of videos outside the ground-truth subset are ignored (with one warning), not
-    counted in ``ratio``; a zero-length segment never matches.
+    threshold t when some kept proposal has tIoU >= t. Labels are ignored. Proposals of videos
+    outside the ground-truth subset count in ``ratio``'s denominator, as in the official code
+    (``drop_unknown_videos=True`` ignores them, with one warning). Difference: a zero-length
+    segment never matches.
 
     Returns {"an": [100 average numbers of proposals per video], "recall": [n_tiou][100],
     "ar": [100] (recall averaged over thresholds), "area": trapezoid area of ar over an,
@@ -396,10 +425,11 @@ def average_recall_vs_proposals(gt: JsonLike, proposals: JsonLike, max_avg_nr_pr
     """
     thr = check_thresholds(tiou_thresholds, "average_recall_vs_proposals")
     subset, videos, classes, gv, gl, gseg = load_ground_truth(gt, subset)
-    pv, _, ps, pseg = load_predictions(proposals, videos, classes, with_labels=False, what="proposals")
+    pv, _, ps, pseg = load_predictions(proposals, videos, classes, with_labels=False, what="proposals",
+                                       drop_unknown_videos=drop_unknown_videos)
     gt_videos = np.unique(gv)  # videos with ground truth (the official video list)
     n_videos = len(gt_videos)
-    if len(ps) == 0:
+    if not np.isin(pv, gt_videos).any():
         raise ValueError("average_recall_vs_proposals: no proposal on a ground-truth video")
     ratio = max_avg_nr_proposals * float(n_videos) / len(ps)
     per_video = []  # (first proposal rank reaching tIoU >= t per ground truth [n_tiou, n_gt], n_cols)
@@ -454,6 +484,18 @@ def format_table(res: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def dropped_line(res: Dict[str, Any]) -> str:
+    """One line on what was not evaluated as given: unknown labels and videos outside the subset."""
+    d, n_vid = res["dropped"], res["unknown_videos"]
+    parts = [f"{d['unknown_label']} prediction(s) with a label absent from the ground truth dropped"]
+    if d["unknown_video"]:
+        parts.append(f"{d['unknown_video']} prediction(s) on {n_vid} video(s) outside the subset dropped "
+                     "(--drop-unknown-videos)")
+    elif n_vid:
+        parts.append(f"predictions on {n_vid} video(s) outside the subset counted as false positives")
+    return "; ".join(parts)
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m sal_ext.evaluate",
                                 description="ActivityNet-protocol detection mAP of a prediction file.",
@@ -466,16 +508,21 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                    help="default thresholds and named averages (default thumos14)")
     p.add_argument("--tiou", default=None, help="thresholds: comma list or start:stop:step")
     p.add_argument("--per-class", action="store_true", help="also print per-class AP")
+    p.add_argument("--drop-unknown-videos", action="store_true",
+                   help="ignore predictions on videos outside the ground-truth subset (default: "
+                        "false positives, as the official ActivityNet code counts them)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     args = p.parse_args(argv)
     try:
         thr = parse_tiou(args.tiou) if args.tiou is not None else None
-        res = detection_map(args.gt, args.pred, thr, args.subset, args.dataset, per_class=args.per_class)
+        res = detection_map(args.gt, args.pred, thr, args.subset, args.dataset, per_class=args.per_class,
+                            drop_unknown_videos=args.drop_unknown_videos)
     except (ValueError, OSError) as exc:
         msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
         p.exit(2, f"sal_ext.evaluate: error: {msg}\n")
     print(f"subset {res['subset']!r}: {res['num_gt']} ground truths, {res['num_pred']} predictions, "
           f"{res['ap'].shape[1]} classes")
+    print(dropped_line(res))
     print(format_table(res))
     if args.json:
         out = {k: v for k, v in res.items() if k != "ap"}
