@@ -69,3 +69,48 @@ def official_map(gt, pred, thr, subset="test"):
     ap = official.official_ap(np.array(pv), np.array(pl), np.array(ps), np.array(pseg, float).reshape(-1, 2),
                               np.array(gv), np.array(gl), np.array(gs, float), thr, len(classes))
     return ap, list(classes)
+
+
+def thumos_like_files(seed=0, n_videos=10, n_classes=4, n_pred=400, outside=20, n_amb=8, ties=False):
+    """Seconds on a free grid (exercises the snippet rounding), segments >= 1 s (no
+    zero-length segment after rounding to 0.64 s snippets), 'Ambiguous' annotations in the
+    ground truth, and ambiguous rows for a separate list. `ties`: scores from a few values."""
+    rng = np.random.default_rng(seed)
+    names = [f"video_test_{i:07d}" for i in range(n_videos)]
+    classes = [f"Action{c}" for c in range(n_classes)]
+    db, results = {}, {v: [] for v in names}
+    for v in names:
+        anns = []
+        for _ in range(rng.integers(1, 6)):
+            s = float(rng.uniform(0, 60))
+            anns.append({"label": classes[rng.integers(n_classes)], "segment": [s, s + float(rng.uniform(1, 8))]})
+        if rng.random() < 0.5:
+            s = float(rng.uniform(0, 60))
+            anns.append({"label": "Ambiguous", "segment": [s, s + float(rng.uniform(0.5, 4))]})
+        db[v] = {"subset": "test", "annotations": anns}
+    db["video_validation_1"] = {"subset": "validation", "annotations": [{"label": classes[0], "segment": [1.0, 5.0]}]}
+    amb = []
+    for _ in range(n_amb):
+        s = float(rng.uniform(0, 60))
+        amb.append((names[rng.integers(n_videos)], s, s + float(rng.uniform(0.3, 4))))
+    n = n_pred + outside
+    scores = (rng.integers(0, 5, n) / 5.0 + 0.1) if ties else rng.permutation(n) / n + 1e-3
+    for k in range(n):
+        if k < n_pred:
+            v = names[rng.integers(n_videos)]
+            real = [a for a in db[v]["annotations"] if a["label"] != "Ambiguous"]
+            if rng.random() < 0.6:
+                a = real[rng.integers(len(real))]
+                s0, e0 = a["segment"]
+                d = (e0 - s0) * rng.normal(0, 0.25, 2)
+                s, e = s0 + d[0], max(e0 + d[1], s0 + d[0] + 1.0)
+                lab = a["label"] if rng.random() < 0.85 else classes[rng.integers(n_classes)]
+            else:
+                s = float(rng.uniform(0, 60))
+                e, lab = s + float(rng.uniform(1, 8)), classes[rng.integers(n_classes)]
+        else:
+            v = ["video_validation_1", "video_test_9999999"][rng.integers(2)]
+            s = float(rng.uniform(0, 10))
+            e, lab = s + float(rng.uniform(1, 5)), classes[rng.integers(n_classes)]
+        results.setdefault(v, []).append({"label": lab, "score": float(scores[k]), "segment": [float(s), float(e)]})
+    return {"database": db}, {"results": results}, amb
