@@ -213,3 +213,12 @@ def test_protocol_all_warns_once():
         ev.detection_map_protocols(gt, pred)
     msgs = [str(w.message) for w in rec]
     assert sum("'Nope'" in m for m in msgs) == 1, msgs
+
+
+def test_evaluator_does_not_import_the_training_stack():
+    code = ("import sys, sal_ext.evaluate; "
+            "bad = [m for m in sys.modules if m.startswith('sal_ext.') and m.split('.')[1] in "
+            "('model', 'losses', 'data', 'train', 'inference', 'infer', 'config')]; print(bad)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

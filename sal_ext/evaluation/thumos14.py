@@ -65,9 +65,14 @@ def thumos14_ap(pv, pl, ps, pseg, gv, gl, gseg, thr, num_classes: int, video_nam
             d = d_all[pv[d_all] == v]
             d = d[np.argsort(-ps[d], kind="stable")]
             g = g_all[gv[g_all] == v]
-            ov = overlap(gseg[g], pseg[d])
             a = amb_s[amb_v == v]
             amb = (overlap(a, pseg[d]) > 0).any(axis=0) if len(a) else np.zeros(len(d), bool)
+            if not len(g):  # nothing to match: the detections not on an ambiguous segment are FPs
+                for t in range(len(thr)):
+                    conf[t].append(ps[d][~amb])
+                    flag[t].append(np.zeros(int((~amb).sum()), bool))
+                continue
+            ov = overlap(gseg[g], pseg[d])
             for t, th in enumerate(thr):
                 free = np.ones(len(d), bool)
                 for k in range(len(g)):
