@@ -218,6 +218,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     args = p.parse_args(argv)
     protocols = list(PROTOCOLS) if args.protocol == "all" else [args.protocol]
+    show = warnings.showwarning  # warnings as one line each, without the source line
+    warnings.showwarning = lambda message, *a, **k: print(f"sal_ext.evaluate: warning: {message}", file=sys.stderr)
     try:
         thr = parse_tiou(args.tiou) if args.tiou is not None else None
         results = detection_map_protocols(args.gt, args.pred, protocols, tiou_thresholds=thr, subset=args.subset,
@@ -227,6 +229,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     except (ValueError, TypeError, OSError) as exc:
         msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
         p.exit(2, f"sal_ext.evaluate: error: {msg}\n")
+    finally:
+        warnings.showwarning = show
     res = next(iter(results.values()))
     print(f"subset {res['subset']!r}: {res['num_gt']} ground truths, {res['num_pred']} predictions, "
           f"{res['ap'].shape[1]} classes")

@@ -1,8 +1,10 @@
 """The THUMOS14 challenge's protocol (its Matlab evaluation kit, TH14evalDet.m).
 
-Restated from the public TH14evalDet_Updated.m (zhengshou/scnn,
-experiments/THUMOS14/eval/; the challenge kit's TH14evalDet.m with an error analysis added),
-its ``TH14eventdetpr`` and ``intervaloverlapvalseconds.m``:
+Restated from the public TH14evalDet_Updated.m (zhengshou/scnn experiments/THUMOS14/eval/,
+also in sunnyxiaohu/R-C3D.pytorch: the kit's TH14evalDet.m with an error analysis added, the
+version S-CNN, CDC and R-C3D report with), its ``TH14eventdetpr`` and
+``intervaloverlapvalseconds.m``. Checked against that .m file run under GNU Octave 7.3 on 8
+random cases (4 with tied scores): equal to the last bit.
 
 * units: seconds, as given; ground truth from gt.json or the challenge's per-class
   ``<class>_test.txt`` files; ``Ambiguous`` segments are not a class;
