@@ -56,7 +56,8 @@ challenge's ``<class>_<subset>.txt`` files; predictions ``{"results": {video: [{
 Rules shared by the protocols (the official ActivityNet evaluator's, unless said):
 * ``subset=None`` means "test" when some video has subset "test", else every video.
 * Classes are the labels present in the ground truth of the subset (``Ambiguous`` is none
-  under wtalc and thumos14); mAP is the mean of their APs. A class with no prediction gets
+  under wtalc and thumos14; under activitynet it is a class, as the official code treats any
+  label); mAP is the mean of their APs. A class with no prediction gets
   AP 0.
 * A prediction on a video that is not in the evaluated ground-truth subset (a video of
   another subset, or one absent from the ground truth) is a false positive of its class, as

@@ -12,7 +12,9 @@ conversion and filter):
   snippet range ``range(start, end)`` shares a snippet with ``range(round(a * r), round(b * r))``
   of an ambiguous segment [a, b] of v (r = fps / frames_per_snippet). Where both ranges are
   empty the original divides 0 by 0 and stops; here that prediction is kept;
-* matching and AP: ActivityNet's, on the snippet coordinates (see ``activitynet``);
+* matching and AP: ActivityNet's, on the snippet coordinates (see ``activitynet``). As there,
+  a segment that rounds to zero length never matches (the original's 0/0 = NaN tIoU matches
+  a zero-length prediction with any zero-length ground truth of its video; not copied);
 * default thresholds 0.1:0.9 (step 0.1); averages 0.1:0.5, 0.3:0.7, 0.1:0.7 and 0.1:0.9.
 
 W-TALC's own 2018 code (sujoyp/wtalc-pytorch detectionMAP.py) matched differently (first
