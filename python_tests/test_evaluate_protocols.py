@@ -58,6 +58,15 @@ def test_wtalc_snippet_rate_and_errors():
         ev.detection_map(gt, pred, protocol="voc")
 
 
+def test_wtalc_zero_length_after_rounding_never_matches():
+    # [1.0, 1.2] s -> round(1.5625) = 2, round(1.875) = 2: zero length, for both (documented;
+    # the original's NaN tIoU would match them); [1.0, 5.0] s -> [2, 8] is found
+    gt, pred = _one([([1.0, 1.2], 0.9), ([1.0, 5.0], 0.8)], [[1.0, 1.2], [1.0, 5.0]])
+    res = ev.detection_map(gt, pred, [0.5], protocol="wtalc", ambiguous=[])
+    # ranking: FP (0.9), TP (0.8) over 2 ground truths: precision 1/2 at recall 1/2 -> AP 1/4
+    assert res["mAP"] == [0.25]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_wtalc_equals_restatement(seed):
     gt, pred, amb = thumos_like_files(seed, ties=seed % 2 == 1)
