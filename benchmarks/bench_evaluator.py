@@ -1,7 +1,10 @@
 """sal_ext.evaluate.detection_map vs a pandas port of the official ActivityNet evaluator,
 side by side in one process, on a THUMOS14-sized synthetic case (212 test videos, ~3000
 ground truths, 20 classes, ~200k predictions), both starting from the loaded JSON dicts.
-The two must give the same numbers (asserted, 1e-9).
+The two must give the same numbers (asserted, 1e-9). Also: the wtalc and thumos14 protocols
+in process (100 ambiguous segments), and the command line end to end on the same case
+written as JSON files (`python -m sal_ext.evaluate`, wall time of the subprocess, default
+protocol and `--protocol all`), with the import part measured by `python -X importtime`.
 
     PYTHONPATH=. python benchmarks/bench_evaluator.py [--quick] [--predictions N] [--json out.json]
 """
@@ -10,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -62,11 +67,50 @@ def synthetic_thumos(n_videos=212, n_gt=3000, n_classes=20, n_pred=200_000, seed
     return {"database": db}, {"results": results}
 
 
+def ambiguous_segments(gt, n=100, seed=1):
+    rng = np.random.default_rng(seed)
+    vids = list(gt["database"])
+    out = []
+    for _ in range(n):
+        v = vids[rng.integers(len(vids))]
+        s = float(rng.uniform(0, gt["database"][v]["duration"] - 3))
+        out.append((v, round(s, 1), round(s + float(rng.uniform(0.5, 3)), 1)))
+    return out
+
+
+def _cli_wall(args, repeats):
+    """Median wall time of `python -m sal_ext.evaluate ARGS` (subprocess, start to exit)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "sal_ext.evaluate", *args], capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+    return float(np.median(times)), r.stdout
+
+
+def _import_time():
+    """(cumulative import time of sal_ext.evaluate in s, of torch in s, training-stack
+    modules imported) from `python -X importtime -c 'import sal_ext.evaluate'`."""
+    code = ("import sys, sal_ext.evaluate; print([m for m in sys.modules if m.startswith('sal_ext.') and "
+            "m.split('.')[1] in ('model', 'losses', 'data', 'train', 'inference', 'infer', 'config')])")
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
+    cum = {}
+    for line in r.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            parts = [p.strip() for p in line[len("import time:"):].split("|")]
+            if parts[1].isdigit():
+                cum[parts[2]] = int(parts[1]) / 1e6
+    return cum.get("sal_ext.evaluate"), cum.get("torch"), json.loads(r.stdout.strip().replace("'", '"'))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="20k predictions (smoke run)")
     p.add_argument("--predictions", type=int, default=None)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cli-repeats", type=int, default=3)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     n_pred = args.predictions or (20_000 if args.quick else 200_000)
@@ -99,10 +143,37 @@ def main(argv=None):
     np.testing.assert_allclose(ours["ap"], ap, rtol=0, atol=1e-9)
     assert abs(ours["average"] - avg) < 1e-9
     t_med = float(np.median(t_ours))
+
+    amb = ambiguous_segments(gt)
+    t_proto, proto_map = {}, {}
+    for name in ("wtalc", "thumos14"):
+        t0 = time.perf_counter()
+        proto_map[name] = evaluate.detection_map(gt, pred, protocol=name, ambiguous=amb)["mAP"]
+        t_proto[name] = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {k: os.path.join(tmp, f"{k}.json") for k in ("gt", "pred")}
+        for k, obj in (("gt", gt), ("pred", pred)):
+            with open(paths[k], "w") as f:
+                json.dump(obj, f)
+        amb_path = os.path.join(tmp, "Ambiguous_test.txt")
+        with open(amb_path, "w") as f:
+            f.writelines(f"{v} {s} {e}\n" for v, s, e in amb)
+        base = ["--gt", paths["gt"], "--pred", paths["pred"], "--json"]
+        cli_s, out = _cli_wall(base, args.cli_repeats)
+        assert json.loads(out.strip().splitlines()[-1])["mAP"] == ours["mAP"]
+        cli_all_s, _ = _cli_wall(base + ["--protocol", "all", "--ambiguous", amb_path], args.cli_repeats)
+    import_s, torch_s, stack = _import_time()
+    assert stack == [], stack  # the evaluator must not pay for the training stack
     rows = {"case": shape, "detection_map_s": t_med, "detection_ap_kernel_s": t_kernel,
             "pandas_official_s": t_pandas, "speedup_detection_map": t_pandas / t_med,
             "speedup_kernel": t_pandas / t_kernel,
-            "mAP": ours["mAP"], "average": ours["average"]}
+            "mAP": ours["mAP"], "average": ours["average"],
+            "wtalc_s": t_proto["wtalc"], "thumos14_s": t_proto["thumos14"],
+            "mAP_wtalc": proto_map["wtalc"], "mAP_thumos14": proto_map["thumos14"],
+            "cli_s": cli_s, "cli_all_protocols_s": cli_all_s,
+            "import_sal_ext_evaluate_s": import_s, "import_torch_s": torch_s,
+            "load_average_1min_at_end": os.getloadavg()[0]}  # other jobs on the machine slow all rows
     print(f"case: {shape}")
     print(f"mAP (%) per tIoU: {' '.join(f'{100 * m:.2f}' for m in ours['mAP'])}  avg {100 * ours['average']:.2f}"
           "  (identical to the pandas port, 1e-9)")
@@ -110,6 +181,11 @@ def main(argv=None):
     print(f"  of which detection_ap kernel (arrays):       {1e3 * t_kernel:9.1f} ms")
     print(f"pandas port of the official evaluator:         {1e3 * t_pandas:9.1f} ms")
     print(f"speed-up: x{t_pandas / t_med:.0f} (detection_map), x{t_pandas / t_kernel:.0f} (kernel alone)")
+    print(f"protocol wtalc: {1e3 * t_proto['wtalc']:.1f} ms, thumos14: {1e3 * t_proto['thumos14']:.1f} ms "
+          f"({len(amb)} ambiguous segments)")
+    print(f"python -m sal_ext.evaluate (subprocess, JSON files -> table): {cli_s:.2f} s; "
+          f"--protocol all: {cli_all_s:.2f} s; of which import sal_ext.evaluate {import_s:.2f} s "
+          f"(torch {torch_s:.2f} s; no training-stack module)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": harness.machine(), "rows": [rows]}, f, indent=1)

@@ -8,61 +8,8 @@ import pytest
 import torch
 
 import official_anet as official
+from eval_cases import official_map as _official_map, random_files as _random_files
 from sal_ext import evaluate as ev
-
-
-def _random_files(seed=0, n_videos=8, n_classes=4, n_pred=500):
-    rng = np.random.default_rng(seed)
-    names = [f"video_{i:03d}" for i in range(n_videos)]
-    classes = [f"Class{c}" for c in range(n_classes)]
-    db, results = {}, {}
-    for i, v in enumerate(names):
-        anns = []
-        for _ in range(rng.integers(1, 6)):
-            s = int(rng.integers(0, 40))
-            anns.append({"label": classes[rng.integers(n_classes)], "segment": [s * 0.1, (s + int(rng.integers(1, 15))) * 0.1]})
-        db[v] = {"subset": "test", "annotations": anns}
-        results[v] = []
-    db["train_video"] = {"subset": "validation", "annotations": [{"label": "TrainOnly", "segment": [0, 1]}]}
-    scores = rng.permutation(n_pred) / n_pred
-    for k in range(n_pred):
-        v = names[rng.integers(n_videos)]
-        anns = db[v]["annotations"]
-        if rng.random() < 0.6:
-            a = anns[rng.integers(len(anns))]
-            s = a["segment"][0] + int(rng.integers(-3, 4)) * 0.1
-            e = a["segment"][1] + int(rng.integers(-3, 4)) * 0.1
-            lab = a["label"]
-        else:
-            s = int(rng.integers(0, 40)) * 0.1
-            e = s + int(rng.integers(1, 15)) * 0.1
-            lab = classes[rng.integers(n_classes)]
-        s, e = min(s, e), max(s, e) + 0.05
-        results[v].append({"label": lab, "score": float(scores[k]), "segment": [s, e]})
-    return {"database": db}, {"results": results}
-
-
-def _official_map(gt, pred, thr, subset="test"):
-    """The official flow: classes from the GT subset, per-class AP with the numpy port."""
-    classes, gv, gl, gs = {}, [], [], []
-    vids = {}
-    for v, d in gt["database"].items():
-        if d["subset"] != subset:
-            continue
-        for a in d["annotations"]:
-            gv.append(vids.setdefault(v, len(vids)))
-            gl.append(classes.setdefault(a["label"], len(classes)))
-            gs.append(a["segment"])
-    pv, pl, ps, pseg = [], [], [], []
-    for v, items in pred["results"].items():
-        for it in items:
-            pv.append(vids.get(v, -1 - len(vids)))
-            pl.append(classes[it["label"]])
-            ps.append(it["score"])
-            pseg.append(it["segment"])
-    ap = official.official_ap(np.array(pv), np.array(pl), np.array(ps), np.array(pseg, float), np.array(gv),
-                              np.array(gl), np.array(gs, float), thr, len(classes))
-    return ap, list(classes)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -133,7 +80,7 @@ def test_perfect_detector_and_missing_class():
     res = ev.detection_map(gt, pred)
     assert res["per_class"]["Run"] == [0.0] * 7 and res["mAP"] == [0.5] * 7
     # subset "train" and "all": the class list follows the subset
-    with pytest.warns(UserWarning, match="not in the ground-truth subset"):
+    with pytest.warns(UserWarning, match="2 prediction"):  # Jump is no class of "train"
         res = ev.detection_map(gt, pred, subset="train")
     assert list(res["per_class"]) == ["Swim"] and res["mAP"] == [0.0] * 7
     with pytest.raises(ValueError, match="subset 'nope'"):
@@ -148,7 +95,7 @@ def test_subset_default_all_when_no_test():
     assert res["subset"] is None and set(res["per_class"]) == {"Jump", "Run", "Swim"}
 
 
-def test_unknown_label_and_video_warn_once():
+def test_unknown_label_warns_once_and_unknown_videos_are_false_positives():
     gt, pred = _small()
     pred["results"]["a"] += [{"label": "Fly", "score": 0.99, "segment": [0, 1]},
                              {"label": "Fly", "score": 0.98, "segment": [0, 1]},
@@ -159,10 +106,21 @@ def test_unknown_label_and_video_warn_once():
         warnings.simplefilter("always")
         res = ev.detection_map(gt, pred)
     msgs = [str(w.message) for w in rec]
+    assert len(msgs) == 1, msgs
+    assert "'Fly'" in msgs[0] and "'Dive'" in msgs[0] and "3 prediction" in msgs[0]
+    # Jump ranking: zzz 0.99 FP, c 0.99 FP, a 0.9 TP, b 0.7 TP: precision 1/3 at recall 1/2,
+    # 1/2 at recall 1; interpolated AP = 0.5 * 1/2 + 0.5 * 1/2 = 0.5; Run: 1.0; mAP 0.75
+    assert res["per_class"]["Jump"] == [0.5] * 7 and res["mAP"] == [0.75] * 7
+    assert res["num_pred"] == 5 and res["unknown_videos"] == 2
+    assert res["dropped"] == {"unknown_label": 3, "unknown_video": 0}
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = ev.detection_map(gt, pred, drop_unknown_videos=True)  # the opt-in: the old numbers
+    msgs = [str(w.message) for w in rec]
     assert len(msgs) == 2, msgs
-    assert any("'zzz'" in m and "'c'" in m for m in msgs)
-    assert any("'Fly'" in m and "'Dive'" in m and "3 prediction" in m for m in msgs)
+    assert any("'zzz'" in m and "'c'" in m and "2 prediction" in m for m in msgs)
     assert res["mAP"] == [1.0] * 7 and res["num_pred"] == 3
+    assert res["dropped"] == {"unknown_label": 3, "unknown_video": 2}
 
 
 @pytest.mark.parametrize("mutate, match", [

@@ -133,6 +133,12 @@ SYNTHETIC["train"].update({
     "batch_size": 4, "epochs": 200, "eval_every": 500, "eval_from_epoch": 0, "seed": 0, "save_every": None,
 })
 
+# The final evaluation's protocols (sal_ext.evaluate: "activitynet", "wtalc", "thumos14") and
+# the ambiguous-segment file wtalc/thumos14 use (None: the data root's Ambiguous_test.txt if
+# there is one, else none; the synthetic set has none).
+for _preset in (THUMOS14, ACTIVITYNET13, ACTIVITYNET12, SYNTHETIC):
+    _preset["eval"].update(protocols=["activitynet"], ambiguous_file=None)
+
 PRESETS = {
     "thumos14": THUMOS14,
     "activitynet13": ACTIVITYNET13,

@@ -75,6 +75,21 @@ def detection_map(gt, results, cfg, subset):
                  dataset=kind)
 
 
+def final_protocols(gt, results, cfg, subset):
+    """{protocol: result} of sal_ext.evaluate for cfg["eval"]["protocols"] (each at its default
+    thresholds). wtalc/thumos14 need ambiguous segments: eval.ambiguous_file, else the data
+    root's Ambiguous_test.txt if present, else none (the synthetic set has none)."""
+    from .evaluate import detection_map_protocols
+    amb = cfg["eval"].get("ambiguous_file")
+    if amb is None:
+        cand = os.path.join(cfg.get("data_root") or "", "Ambiguous_test.txt")
+        amb = cand if cfg.get("data_root") and os.path.isfile(cand) else []
+    kind = "activitynet" if cfg["dataset"] == "activitynet" else "thumos14"
+    res = detection_map_protocols(gt, results, cfg["eval"]["protocols"], subset=subset, dataset=kind,
+                                  per_class=False, ambiguous=amb)
+    return {k: {f: v[f] for f in ("tiou", "mAP", "average", "averages")} for k, v in res.items()}
+
+
 # =============================================================================================
 # small utilities
 # =============================================================================================
@@ -486,6 +501,10 @@ class Trainer:
             ck = torch.load(best_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(ck["model"])
         rec = self.evaluate("test")
+        if list(self.cfg["eval"].get("protocols") or ["activitynet"]) != ["activitynet"]:
+            base = base_dataset(self.test_set)
+            rec["protocols"] = final_protocols(base.gt, rec["results"], self.cfg,
+                                               self.cfg["eval"]["subset"] or base.gt_subset)
         line = {k: v for k, v in rec.items() if k != "results"}
         line.update(step=self.best.get("step"), final=True)
         append_jsonl(os.path.join(self.out, "eval_log.jsonl"), line)
@@ -672,6 +691,9 @@ def main(argv=None) -> int:
            else "best test evaluation, as the reference selects it")
     print(format_table(rec, f"test mAP (%) of the checkpoint from step {trainer.best.get('step')} ({how}); "
                             f"classification accuracy {100 * rec['classification_accuracy']:.1f}%"))
+    if rec.get("protocols"):  # eval.protocols: the same detections under each protocol
+        from .evaluation.table import format_protocol_table
+        print(format_protocol_table(rec["protocols"]))
     print(f"training + evaluation: {time.perf_counter() - t0:.0f} s; outputs in {out}")
     return 0
 
