@@ -396,8 +396,8 @@ class Trainer:
         try:
             out = self.model(x)
             total, parts = self.criterion(out, y)
-        except ValueError as exc:   # an op refusing NaN/Inf activations
-            if "NaN" not in str(exc) and "Inf" not in str(exc):
+        except ValueError as exc:   # an op refusing NaN/Inf (or overflowing) activations
+            if not any(w in str(exc) for w in ("NaN", "Inf", "overflow")):
                 raise
             raise NonFiniteLoss(self.step + 1, f"a non-finite value in the forward pass ({exc})",
                                 self.saved_step) from None
