@@ -5,6 +5,8 @@
     python -m sal_ext.infer --checkpoint CAS_Only.pkl --preset thumos14 --rgb r.npy --flow f.npy
     # a whole split of a data set: an ActivityNet results JSON (and its mAP when gt exists)
     python -m sal_ext.infer --checkpoint runs/x/best.pt --split-root DATA --out results.json
+    # the same, sharded over N processes (each runs its share of the videos; rank 0 writes)
+    torchrun --nproc_per_node N -m sal_ext.infer --checkpoint runs/x/best.pt --split-root DATA
 
 The checkpoint is one written by sal_ext.train (it carries its config and class names) or
 a reference state dict (lizhilin-ustc/SAL ``CAS_Only.pkl``, SAL_ActivityNet
@@ -23,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .config import PRESETS, apply_overrides, get_preset
 from .model import build_model, load_reference_state_dict
 from . import train as _train
@@ -157,7 +160,9 @@ def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets, cfg, t_orig:
 
 
 def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size: int = 16) -> Dict[str, Any]:
-    """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt."""
+    """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt.
+    Under torchrun every rank runs its share of the videos and rank 0 writes `out_path`
+    (the other ranks' records have "results" None)."""
     cfg = dict(cfg, data_root=root)
     if not os.path.isdir(root):
         raise _user_error(f"--split-root {root}: no such folder")
@@ -166,7 +171,7 @@ def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size
     except (ValueError, OSError) as exc:
         raise _user_error(exc) from None
     rec = _train.evaluate_split(model, ds, cfg, device, batch_size=batch_size)
-    if out_path:
+    if out_path and rec["results"] is not None:
         with open(out_path, "w") as f:
             json.dump(rec["results"], f)
     return rec
@@ -185,7 +190,8 @@ def parse_args(argv=None):
     p.add_argument("--flow", help="[T, D/2] flow .npy (with --rgb)")
     p.add_argument("--plot", help="save a figure (CAS, actionness, detections) to this file")
     p.add_argument("--top", type=_train._nonnegative_int, default=20, help="detections to print and plot (default 20)")
-    p.add_argument("--split-root", help="run over the test split of this data folder")
+    p.add_argument("--split-root", help="run over the test split of this data folder (under torchrun: "
+                                           "sharded over the processes, rank 0 writes --out)")
     p.add_argument("--out", help="results JSON path (with --split-root; default results.json)")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -193,14 +199,28 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """The command line; with --split-root under torchrun, one process of the job."""
+    with distributed.job("python -m sal_ext.infer"):
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise _user_error("--device cuda: no CUDA device is available to torch")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if distributed.launched() and not args.split_root:
+        raise _user_error("under torchrun only --split-root runs sharded; run one video without torchrun")
+    try:
+        device = distributed.init(device).device   # torchrun: join the job (else unchanged)
+    except ValueError as exc:
+        raise _user_error(exc) from None
     model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
     if args.split_root:
         out_path = args.out or "results.json"
         rec = run_split(model, cfg, args.split_root, out_path, device)
+        if not distributed.current().is_main:
+            return 0
         print(_train.format_table(rec, f"mAP (%) on {args.split_root}"))
         print(f"{rec['num_detections']} detections written to {out_path}")
         return 0
