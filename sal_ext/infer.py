@@ -159,10 +159,15 @@ def plot_video(path: str, out: Dict[str, torch.Tensor], post, dets, cfg, t_orig:
     plt.close(fig)
 
 
-def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size: int = 16) -> Dict[str, Any]:
+def run_split(model, cfg, root: str, out_path: Optional[str], device,
+              batch_size: Optional[int] = None) -> Dict[str, Any]:
     """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt.
     Under torchrun every rank runs its share of the videos and rank 0 writes `out_path`
-    (the other ranks' records have "results" None)."""
+    (the other ranks' records have "results" None). batch_size: videos per forward call,
+    default the config's train.eval_batch_size (as in training's evaluations, whose numbers
+    it then reproduces exactly), else 16."""
+    if batch_size is None:
+        batch_size = int(cfg.get("train", {}).get("eval_batch_size") or 16)
     cfg = dict(cfg, data_root=root)
     if not os.path.isdir(root):
         raise _user_error(f"--split-root {root}: no such folder")
