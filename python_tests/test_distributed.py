@@ -82,19 +82,19 @@ def _children(pid):
 
 # -- unit: the batch split ---------------------------------------------------------------------
 def test_rank_batches_partition_each_epoch():
-    perm = list(range(23))
+    perm = [int(i) for i in torch.randperm(23, generator=torch.Generator().manual_seed(0))]
     assert distributed.rank_batches(perm, 4, 0, 1, False) == [perm[i:i + 4] for i in range(0, 23, 4)]
     assert distributed.rank_batches(perm, 4, 0, 1, True) == [perm[i:i + 4] for i in range(0, 20, 4)]
-    for world in (2, 3, 4):
-        shares = [distributed.rank_batches(perm, 4, r, world, False) for r in range(world)]
+    for n, world in ((23, 2), (23, 3), (23, 4), (17, 4), (16, 4), (3, 4)):
+        shares = [distributed.rank_batches(perm[:n], 4, r, world, False) for r in range(world)]
         assert len({len(s) for s in shares}) == 1                  # every rank steps as often
-        flat = sorted(i for s in shares for b in s for i in b)
         g = 4 * world
-        kept = 23 if 23 % g >= world or 23 % g == 0 else 23 - 23 % g
-        assert flat == perm[:kept]                                 # disjoint, nothing twice
+        kept = n if n % g >= world or n % g == 0 else n - n % g    # a tail shorter than world: dropped
+        flat = [i for step in zip(*shares) for b in step for i in b]
+        assert flat == perm[:kept]                                 # the permutation, in order, once
         assert all(b for s in shares for b in s)                   # no empty batch
-        dropped = [distributed.rank_batches(perm, 4, r, world, True) for r in range(world)]
-        assert all(len(b) == 4 for s in dropped for b in s)
+        dropped = [distributed.rank_batches(perm[:n], 4, r, world, True) for r in range(world)]
+        assert [i for step in zip(*dropped) for b in step for i in b] == perm[:n - n % g]
 
 
 def test_timeout_variable(monkeypatch):
@@ -131,7 +131,10 @@ def two_ranks(root, tmp_path_factory):
     """K: 2 one-process 'nodes'; rank 1 is killed (SIGKILL) after its 7th step. R: K resumed
     on 2 ranks to step M = K's last checkpoint + 4. U: the same M steps uninterrupted."""
     base = tmp_path_factory.mktemp("ranks")
-    args = ["--data-root", root, "--eval-every", "5", "--set", "save_every=3"] + TINY
+    # --val-fraction 0.17: 10 training videos = 2 global batches of 2 x 2 and a tail of 2 (1 a
+    # rank); evaluations every 5 steps on the 2 held-out videos, the test split at the end
+    args = ["--data-root", root, "--eval-every", "5", "--set", "save_every=3",
+            "--val-fraction", "0.17"] + TINY
     hk, hu = base / "hash_k", base / "hash_u"
     hk.mkdir()
     hu.mkdir()

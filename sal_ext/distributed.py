@@ -207,8 +207,9 @@ def wrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """The random seed of `rank`'s dropout stream: `seed` itself on rank 0 (so one process
-    under torchrun draws what the plain run draws), a hash of (seed, rank) elsewhere."""
+    """The seed rank r > 0 reseeds its RNGs with once the model is built (dropout stream): a
+    hash of (seed, rank). Rank 0 is not reseeded: it keeps the plain run's stream, so one
+    process under torchrun draws exactly what `python -m sal_ext.train` draws."""
     if rank == 0:
         return int(seed)
     digest = hashlib.sha256(f"sal_ext rank seed {int(seed)} {int(rank)}".encode()).digest()
