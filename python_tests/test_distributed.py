@@ -108,6 +108,28 @@ def test_timeout_variable(monkeypatch):
             distributed.timeout_seconds()
 
 
+def test_single_process_helpers_are_the_identity():
+    ctx = distributed.current()
+    assert not ctx.initialized and ctx.world == 1 and ctx.is_main
+    assert distributed.gather_object({"a": 1}) == [{"a": 1}] and distributed.broadcast_object(5) == 5
+    assert distributed.shard_indices(7, 3) == list(range(7))
+    model = torch.nn.Linear(2, 2)
+    assert distributed.wrap_ddp(model) is model
+
+
+def test_global_mean_var_is_the_unbiased_statistic_of_all_values():
+    store = torch.distributed.HashStore()
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        p = torch.rand(4, 37, generator=torch.Generator().manual_seed(1))
+        mean, var = distributed.global_mean_var(p)
+        assert mean.dtype == var.dtype == torch.float64
+        assert abs(float(mean) - float(p.double().mean())) < 1e-15
+        assert abs(float(var) - float(torch.var(p.double(), unbiased=True))) < 1e-15
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 # -- one process under torchrun = the plain run ------------------------------------------------
 def test_world_size_1_equals_plain_run(root, tmp_path):
     args = ["--data-root", root, "--max-steps", "7", "--eval-every", "3"] + TINY
@@ -145,7 +167,7 @@ def two_ranks(root, tmp_path_factory):
                               env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for r in (0, 1)]
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         rank1 = hk / "state_hash.rank1.jsonl"
         while not (rank1.exists() and len(_jsonl(rank1)) >= 7):
             assert time.monotonic() < deadline and nodes[0].poll() is None, "run K did not start"

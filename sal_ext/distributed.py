@@ -119,8 +119,13 @@ def init(device: torch.device) -> Context:
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout),
-                            **({"device_id": device} if backend == "nccl" else {}))
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout),
+                                **({"device_id": device} if backend == "nccl" else {}))
+    except (RuntimeError, dist.DistError) as exc:   # rendezvous timeout, unreachable store
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ValueError(f"rank {rank} of {world} cannot join the torchrun job (store "
+                         f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}): {first}") from None
     _current = Context(rank=rank, world=world, local_rank=local_rank, device=device, backend=backend)
     _heartbeat = _Heartbeat(_current)
     return _current
