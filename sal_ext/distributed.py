@@ -13,10 +13,10 @@ whatever the training settings): a lost peer ends the job instead of hanging it.
 
 Lost ranks. Every rank adds 1 to its heartbeat counter in the rendezvous store (the TCP store
 torchrun provides) once a second, from a daemon thread. When a collective fails (with gloo a
-dead peer makes it raise at once; a hung one at the timeout), :func:`failure_message` watches
-the counters for a few seconds and names the ranks whose counters stood still (a rank that
-failed with an error posts it instead, and is named with it). The command then prints that one
-line and exits with status 1. With NCCL, torch's own watchdog ends a process whose collective
+dead peer makes it raise at once; a hung one at the timeout), :func:`roll_call` watches the
+counters for a few seconds and names the ranks whose counters stood still (a rank that failed
+with an error posts it instead, and is named with it). The command then prints one line
+(:func:`failure_message`) and exits with status 1. With NCCL, torch's own watchdog ends a process whose collective
 outlives the timeout; torchrun's failure report names the rank that died first.
 
 Test hook. ``SAL_EXT_STATE_HASH=DIR`` makes sal_ext.train append, after every optimizer step,
@@ -307,36 +307,42 @@ def post_error(text: str) -> None:
             pass
 
 
-def failure_message(exc: BaseException) -> str:
-    """One line for a collective that failed on this rank: who was lost, and the error."""
+def roll_call() -> Optional[Tuple[Dict[int, str], List[int]]]:
+    """({rank: error it posted}, [ranks whose heartbeat stood still for ROLL_CALL_S]) of the
+    other ranks; None when the store does not answer (its host, rank 0's machine, is gone)."""
+    ctx, hb = current(), _heartbeat
+    if hb is None or hb.store is None:
+        return {}, []
+    try:
+        errors = hb.errors()
+        before = hb.counters()
+        time.sleep(ROLL_CALL_S)
+        after = hb.counters()
+        errors.update(hb.errors())
+    except Exception:
+        return None
+    silent = [r for r in range(ctx.world) if r != ctx.rank and after[r] == before[r] and r not in errors]
+    return errors, silent
+
+
+def failure_message(exc: BaseException, call=None) -> str:
+    """One line for an error of this rank in a job: the lost or failed ranks, and the error."""
     ctx = current()
     first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
     if len(first) > 200:
         first = first[:200] + "..."
-    who = "lost contact with the other ranks"
-    hb = _heartbeat
-    if hb is not None and hb.store is not None:
-        try:
-            errors = hb.errors()
-            before = hb.counters()
-            time.sleep(ROLL_CALL_S)
-            after = hb.counters()
-            errors.update(hb.errors())
-            silent = [r for r in range(ctx.world) if r != ctx.rank and after[r] == before[r]
-                      and r not in errors]
-            parts = [f"rank {r} failed: {msg}" for r, msg in sorted(errors.items())]
-            if silent:
-                names = ", ".join(str(r) for r in silent)
-                parts.append(f"lost rank{'s' if len(silent) > 1 else ''} {names} "
-                             f"(no heartbeat for {ROLL_CALL_S:.0f} s)")
-            if parts:
-                who = "; ".join(parts)
-            else:
-                who = "every other rank is alive (a hang or a timeout?)"
-        except Exception:  # the store is gone with its host (node of rank 0)
-            who = ("lost the rendezvous store at "
-                   f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
-                   "(the node of rank 0)")
+    call = roll_call() if call is None else call
+    if call is None:
+        who = (f"lost the rendezvous store at {os.environ.get('MASTER_ADDR')}:"
+               f"{os.environ.get('MASTER_PORT')} (the machine of rank 0)")
+    else:
+        errors, silent = call
+        parts = [f"rank {r} failed: {msg}" for r, msg in sorted(errors.items())]
+        if silent:
+            names = ", ".join(str(r) for r in silent)
+            parts.append(f"lost rank{'s' if len(silent) > 1 else ''} {names} "
+                         f"(no heartbeat for {ROLL_CALL_S:.0f} s)")
+        who = "; ".join(parts) if parts else "every other rank is alive (a hang or a timeout?)"
     return f"{ctx.describe()}: {who}; the collective failed: {first}"
 
 
@@ -354,10 +360,11 @@ def is_collective_failure(exc: BaseException) -> bool:
 def job(prog: str):
     """Runs a command's body as one process of a torchrun job (a no-op in one process).
 
-    On success the process group is left after a barrier. A failed collective becomes one
+    On success the process group is left after a barrier. An error on this rank while
+    another rank is lost or failed (:func:`roll_call`), or a failed collective, becomes one
     line, ``<prog>: error: rank R of W: lost rank K ...; the collective failed: ...``, and
-    exit status 1 (:func:`failure_message`); any other error is first posted to the store,
-    so the other ranks can name this rank and its error."""
+    exit status 1 (:func:`failure_message`). Any other error (this rank's own) is posted to
+    the store, so the other ranks can name this rank and its error, and raised."""
     try:
         yield
         shutdown()
@@ -366,10 +373,11 @@ def job(prog: str):
             post_error(str(exc.code))
         raise
     except Exception as exc:
-        if not current().initialized:
+        if not current().initialized or current().world == 1:
             raise
-        if is_collective_failure(exc):
-            raise SystemExit(f"{prog}: error: {failure_message(exc)}") from None
+        call = roll_call()
+        if call is None or call[0] or call[1] or is_collective_failure(exc):
+            raise SystemExit(f"{prog}: error: {failure_message(exc, call)}") from None
         post_error(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
         raise
 
