@@ -14,7 +14,9 @@ gradients inside the backward) and `--evals` evaluation passes over the test spl
 (Trainer.evaluate: sharded forward + postprocess, detections gathered, mAP on rank 0).
 Rows: processes, threads per process (CPU: the cores divided among the processes, unless
 --threads), per-process and global batch, median step time, videos per second, median
-evaluation pass time. A 1-process row with the 2-process global batch is added for comparison.
+evaluation pass time and its phases, and the CPU seconds rank 0's process spent in a step and
+in a pass (time.process_time: what the wall times come to on cores nothing else uses).
+A 1-process row with the largest global batch is added for comparison.
 """
 from __future__ import annotations
 
@@ -56,30 +58,35 @@ def worker(args) -> None:
         ds = trainer.train_set
         batches = trainer.epoch_batches(0)
         data = [collate([ds[i] for i in b]) for b in batches]
-        times = []
+        times, cpu = [], []
         for i in range(args.steps + 2):                  # 2 warm-up steps
             distributed.barrier()
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             trainer.train_step(data[i % len(data)])
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize()
+            c1 = time.process_time()
             distributed.barrier()
             if i >= 2:
                 times.append(time.perf_counter() - t0)
-        evals = []
+                cpu.append(c1 - c0)
+        evals, eval_cpu = [], []
         for _ in range(args.evals + 1):                  # 1 warm-up pass
             distributed.barrier()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             rec = trainer.evaluate("test")
             evals.append((time.perf_counter() - t0, rec["times"]))
-        evals = evals[1:]
+            eval_cpu.append(time.process_time() - c0)
+        evals, eval_cpu = evals[1:], eval_cpu[1:]
     if ctx.is_main:
         step = statistics.median(times)
         row = {"procs": ctx.world, "backend": ctx.backend, "device": ctx.device.type,
                "threads_per_proc": torch.get_num_threads(), "batch_per_proc": args.batch,
                "global_batch": args.batch * ctx.world, "step_s": step,
+               "step_cpu_s_rank0": statistics.median(cpu),
+               "eval_cpu_s_rank0": statistics.median(eval_cpu),
                "videos_per_s": args.batch * ctx.world / step,
                "eval_pass_s": statistics.median(t for t, _ in evals),
                "eval_forward_s": statistics.median(r["forward"] for _, r in evals),
@@ -112,11 +119,13 @@ def run_config(procs: int, batch: int, args) -> dict:
 def fmt(row: dict) -> str:
     return (f"| {row['procs']} | {row['threads_per_proc']} | {row['batch_per_proc']} | {row['global_batch']} "
             f"| {1e3 * row['step_s']:.1f} | {row['videos_per_s']:.0f} | {row['eval_pass_s']:.2f} "
-            f"| {row['eval_forward_s']:.2f} | {row['eval_postprocess_s']:.2f} | {row['eval_map_s']:.2f} |")
+            f"| {row['eval_forward_s']:.2f} | {row['eval_postprocess_s']:.2f} | {row['eval_map_s']:.2f} "
+            f"| {1e3 * row['step_cpu_s_rank0']:.1f} | {row['eval_cpu_s_rank0']:.2f} |")
 
 
 HEADER = ("| processes | threads each | batch / process | global batch | step (ms) | videos/s "
-          "| eval pass (s) | forward | postprocess | mAP |\n|---|---|---|---|---|---|---|---|---|---|")
+          "| eval pass (s) | forward | postprocess | mAP | step CPU ms (rank 0) | eval CPU s (rank 0) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> int:
