@@ -16,11 +16,14 @@ import torch
 import sal_ext
 from sal_ext import distributed, infer, train
 
+if not torch.distributed.is_available():
+    pytest.skip("this torch build has no torch.distributed", allow_module_level=True)
+
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sal_ext.__file__)))
 TIMEOUT_S = 20   # SAL_EXT_DIST_TIMEOUT in the children
 TINY = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segments=32",
         "--set", "lr=1e-3", "--set", "eval_batch_size=2", "--batch-size", "2", "--no-progress",
-        "--seed", "3"]
+        "--seed", "3", "--device", "cpu"]   # gloo, also where a GPU exists
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,10 @@ def _jsonl(path):
 
 
 def _children(pid):
-    """Pids whose parent is pid (Linux /proc)."""
+    """Pids whose parent is pid (Linux /proc, else pgrep)."""
+    if not os.path.isdir("/proc"):
+        p = subprocess.run(["pgrep", "-P", str(pid)], stdout=subprocess.PIPE, text=True)
+        return [int(x) for x in p.stdout.split()]
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -185,7 +191,8 @@ def two_ranks(root, tmp_path_factory):
                 p.kill()
                 p.communicate()
     m = torch.load(base / "k" / "last.pt", weights_only=False)["step"] + 4
-    _torchrun(str(base), 2, ["--resume", str(base / "k"), "--max-steps", str(m), "--no-progress"])
+    _torchrun(str(base), 2, ["--resume", str(base / "k"), "--max-steps", str(m), "--no-progress",
+                               "--device", "cpu"])
     out_u = _torchrun(str(base), 2, args + ["--out", str(base / "u"), "--max-steps", str(m)],
                       env=_env(SAL_EXT_STATE_HASH=str(hu)))
     return {"base": base, "m": m, "rc_k": nodes[0].returncode, "out_k": out0, "waited": waited,
@@ -250,7 +257,8 @@ def test_sharded_evaluation_equals_unsharded(two_ranks, root):
 def test_infer_split_root_sharded(two_ranks, root):
     base = two_ranks["base"]
     out = _torchrun(str(base), 2, ["--checkpoint", str(base / "u" / "best.pt"), "--split-root", root,
-                                   "--out", str(base / "sharded.json")], module="sal_ext.infer")
+                                   "--device", "cpu", "--out", str(base / "sharded.json")],
+                    module="sal_ext.infer")
     ref = _unsharded_test_eval(base / "u" / "best.pt", root)
     with open(base / "sharded.json") as f:
         assert json.load(f) == json.loads(json.dumps(ref["results"]))
