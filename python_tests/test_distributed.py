@@ -169,9 +169,9 @@ def two_ranks(root, tmp_path_factory):
     port = _free_port()
     env = _env(SAL_EXT_STATE_HASH=str(hk))
     kill_args = args + ["--out", str(base / "k"), "--max-steps", "100000"]
+    logs = [open(base / f"node{r}.log", "w") for r in (0, 1)]   # files: a full pipe would block
     nodes = [subprocess.Popen(_torchrun_cmd(1, kill_args, nnodes=2, node_rank=r, port=port), cwd=str(base),
-                              env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for r in (0, 1)]
+                              env=env, stdout=logs[r], stderr=subprocess.STDOUT) for r in (0, 1)]
     try:
         deadline = time.monotonic() + 180
         rank1 = hk / "state_hash.rank1.jsonl"
@@ -182,14 +182,16 @@ def two_ranks(root, tmp_path_factory):
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
         t_kill = time.monotonic()
-        out0, _ = nodes[0].communicate(timeout=TIMEOUT_S + 30)
+        nodes[0].wait(timeout=TIMEOUT_S + 30)
         waited = time.monotonic() - t_kill
-        nodes[1].communicate(timeout=30)
+        nodes[1].wait(timeout=30)
     finally:
-        for p in nodes:
+        for p, log in zip(nodes, logs):
             if p.poll() is None:
                 p.kill()
-                p.communicate()
+                p.wait()
+            log.close()
+    out0 = (base / "node0.log").read_text()
     m = torch.load(base / "k" / "last.pt", weights_only=False)["step"] + 4
     _torchrun(str(base), 2, ["--resume", str(base / "k"), "--max-steps", str(m), "--no-progress",
                                "--device", "cpu"])
