@@ -6,6 +6,8 @@
     python -m sal_ext.infer --checkpoint CAS_Only.pkl --preset thumos14 --rgb r.npy --flow f.npy
     # a whole split of a data set: an ActivityNet results JSON (and its mAP when gt exists)
     python -m sal_ext.infer --checkpoint runs/x/best.pt --split-root DATA --out results.json
+    # the same, sharded over N processes (each runs its share of the videos; rank 0 writes)
+    torchrun --nproc_per_node N -m sal_ext.infer --checkpoint runs/x/best.pt --split-root DATA
 
 The checkpoint is one written by sal_ext.train (it carries its config and class names) or
 a reference state dict (lizhilin-ustc/SAL ``CAS_Only.pkl``, SAL_ActivityNet
@@ -30,6 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .config import PRESETS, apply_overrides, get_preset
 from .config_schema import validate_config
 from .model import build_model, load_reference_state_dict
@@ -235,8 +238,15 @@ def ground_truth_of(path: str, video_id: str) -> List[Dict[str, Any]]:
 # =============================================================================================
 # whole split
 # =============================================================================================
-def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size: int = 16) -> Dict[str, Any]:
-    """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt."""
+def run_split(model, cfg, root: str, out_path: Optional[str], device,
+              batch_size: Optional[int] = None) -> Dict[str, Any]:
+    """Whole test split of `root` (the preset's data set): results JSON, and mAP from its gt.
+    Under torchrun every rank runs its share of the videos and rank 0 writes `out_path`
+    (the other ranks' records have "results" None). batch_size: videos per forward call,
+    default the config's train.eval_batch_size (as in training's evaluations, whose numbers
+    it then reproduces exactly), else 16."""
+    if batch_size is None:
+        batch_size = int(cfg.get("train", {}).get("eval_batch_size") or 16)
     from .inference import save_results
     cfg = dict(cfg, data_root=root)
     if not os.path.isdir(root):
@@ -246,7 +256,7 @@ def run_split(model, cfg, root: str, out_path: Optional[str], device, batch_size
         rec = _train.evaluate_split(model, ds, cfg, device, batch_size=batch_size)
     except (ValueError, OSError) as exc:
         raise _user_error(exc) from None
-    if out_path:
+    if out_path and rec["results"] is not None:   # torchrun: rank 0 writes
         save_results(rec["results"], out_path)
     return rec
 
@@ -272,7 +282,8 @@ def parse_args(argv=None):
                                 "--plot draws the video's ground-truth segments")
     p.add_argument("--top", type=_train._nonnegative_int, default=None,
                    help="detections to print and plot (default 20)")
-    p.add_argument("--split-root", help="run over the test split of this data folder")
+    p.add_argument("--split-root", help="run over the test split of this data folder (under torchrun: "
+                                           "sharded over the processes, rank 0 writes --out)")
     p.add_argument("--out", help="results JSON (ActivityNet format) to write; with --split-root the "
                                  "default is results.json")
     p.add_argument("--device", choices=["cpu", "cuda"])
@@ -281,6 +292,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """The command line; with --split-root under torchrun, one process of the job."""
+    with distributed.job("python -m sal_ext.infer"):
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     from .ops._common import default_backend
     try:
@@ -291,11 +308,18 @@ def main(argv=None) -> int:
         raise _user_error("--device cuda: no CUDA device is available to torch")
     check_flags(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
+    if distributed.launched() and not args.split_root:
+        raise _user_error("under torchrun only --split-root runs sharded; run one video without torchrun")
+    try:
+        device = distributed.init(device).device   # torchrun: join the job (else unchanged)
+    except ValueError as exc:
+        raise _user_error(exc) from None
     if args.split_root:
         model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
         out_path = args.out or "results.json"
         rec = run_split(model, cfg, args.split_root, out_path, device)
+        if not distributed.current().is_main:
+            return 0
         print(_train.format_table(rec, f"mAP (%) on {args.split_root}"))
         print(f"{rec['num_detections']} detections written to {out_path}")
         return 0

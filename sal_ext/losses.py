@@ -77,7 +77,8 @@ class AdaptiveActionnessMask(nn.Module):
     (init mu = 1/C, var = 1). ``mask`` = exp(-min(p - mu, 0)^2 / (var_scale * var)).
     THUMOS: momentum 0.7, var_scale 2/4 = 0.5; ActivityNet: 0.99, 6.
     The statistics are float64 buffers (the reference keeps Python floats): they are in
-    state_dict(), so checkpoints carry them.
+    state_dict(), so checkpoints carry them. Under torchrun the mean and variance are those
+    of every process's segments (``reduce_stats``), so every rank holds the same state.
     """
 
     def __init__(self, num_classes: int, momentum: float = 0.7, var_scale: float = 0.5):
@@ -86,14 +87,21 @@ class AdaptiveActionnessMask(nn.Module):
         self.var_scale = float(var_scale)
         self.register_buffer("mu", torch.tensor(1.0 / num_classes, dtype=torch.float64))
         self.register_buffer("var", torch.tensor(1.0, dtype=torch.float64))
+        # p [N] -> (mean, unbiased var) over every process's segments; set under torchrun
+        # (sal_ext.distributed.global_mean_var), None: this batch's own statistics
+        self.reduce_stats = None
 
     @torch.no_grad()
     def update(self, probs: torch.Tensor) -> None:
         """probs [N, C] (softmax over classes of every segment)."""
         p = probs.max(dim=-1).values
         m = self.momentum
-        self.mu.copy_(m * self.mu + (1 - m) * p.mean().double())
-        self.var.copy_(m * self.var + (1 - m) * torch.var(p, unbiased=True).double())
+        if self.reduce_stats is None:
+            mean, var = p.mean().double(), torch.var(p, unbiased=True).double()
+        else:
+            mean, var = self.reduce_stats(p)
+        self.mu.copy_(m * self.mu + (1 - m) * mean)
+        self.var.copy_(m * self.var + (1 - m) * var)
 
     @torch.no_grad()
     def mask(self, probs: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,12 @@ step/epoch/position and the config; best.pt, at every improvement, holds the mod
 state and config (no optimizer or RNG state: for sal_ext.infer, not for --resume).
 `--resume` continues a killed run exactly where its last.pt stopped (on CPU the losses
 afterwards equal an uninterrupted run's). Every preset value can be changed with --set key=value.
+
+More than one process: `torchrun --nproc_per_node N -m sal_ext.train ...` trains with
+DistributedDataParallel (NCCL on GPUs, gloo on CPU; sal_ext.distributed): --batch-size is
+per process, each rank takes its share of every epoch's seeded permutation, evaluation is
+sharded over the ranks and rank 0 alone writes the logs, checkpoints and the table.
+--resume needs the same number of processes.
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from . import distributed
 from .config import PRESETS, apply_overrides, get_preset, inference_config, set_value
 from .config_schema import parse_range, validate_config
 from .losses import SALLoss
@@ -243,7 +250,11 @@ def run_inference(model, dataset, device, batch_size: int = 16, num_workers: int
 
 def evaluate_split(model, dataset, cfg, device, *, gt=None, subset=None, batch_size=16,
                    num_workers=0) -> Dict[str, Any]:
-    """Forward (predict) + postprocess + detection mAP; returns a JSON-able record with times."""
+    """Forward (predict) + postprocess + detection mAP; returns a JSON-able record with times.
+    Under torchrun: evaluate_split_sharded."""
+    if distributed.current().initialized:
+        return evaluate_split_sharded(model, dataset, cfg, device, gt=gt, subset=subset,
+                                      batch_size=batch_size, num_workers=num_workers)
     base = base_dataset(dataset)
     t0 = time.perf_counter()
     outs, t_orig, vids, labels = run_inference(model, dataset, device, batch_size, num_workers)
@@ -265,6 +276,54 @@ def evaluate_split(model, dataset, cfg, device, *, gt=None, subset=None, batch_s
     }
 
 
+def evaluate_split_sharded(model, dataset, cfg, device, *, gt=None, subset=None, batch_size=16,
+                           num_workers=0) -> Dict[str, Any]:
+    """evaluate_split under torchrun: every rank runs forward + postprocess on its share of
+    the videos (whole batches of batch_size, so the outputs are the unsharded ones), rank 0
+    gathers the detections (in the split's order) and computes the mAP once. Every rank
+    returns the record; "results" (the detections) only on rank 0, None elsewhere.
+    A collective: every rank must call it. Times: the slowest rank's forward/postprocess."""
+    base = base_dataset(dataset)
+    order = ([base.video_ids[i] for i in dataset.indices] if isinstance(dataset, Subset)
+             else list(base.video_ids))
+    idx = distributed.shard_indices(len(dataset), batch_size)
+    t0 = time.perf_counter()
+    local, correct, wrapper = {}, 0, None
+    t1 = t0
+    if idx:
+        outs, t_orig, vids, labels = run_inference(model, Subset(dataset, idx), device, batch_size,
+                                                   num_workers)
+        t1 = time.perf_counter()
+        post = postprocess_outputs(outs, t_orig, vids, base.class_names, cfg, labels=labels)
+        local, wrapper = post["results"]["results"], post["results"]
+        correct = round(post["classification_accuracy"] * len(idx))
+    t2 = time.perf_counter()
+    parts = distributed.gather_object((local, correct, wrapper, t1 - t0, t2 - t1))
+    if parts is None:
+        return {**distributed.broadcast_object(None), "results": None}
+    merged = {}
+    for p in parts:
+        merged.update(p[0])
+    results = dict(parts[0][2], results={v: merged[v] for v in order if v in merged})
+    res = detection_map(gt if gt is not None else base.gt, results, cfg,
+                        subset if subset is not None else (cfg["eval"]["subset"] or base.gt_subset))
+    t3 = time.perf_counter()
+    forward, postproc = max(p[3] for p in parts), max(p[4] for p in parts)
+    rec = {
+        "tiou": [float(t) for t in res["tiou"]],
+        "mAP": [float(v) for v in res["mAP"]],
+        "average": float(res["average"]),
+        "averages": {k: float(v) for k, v in (res.get("averages") or {}).items()},
+        "classification_accuracy": sum(p[1] for p in parts) / len(order),
+        "num_detections": sum(len(v) for v in results["results"].values()),
+        "times": {"forward": forward, "postprocess": postproc, "map": t3 - t2, "total": t3 - t0},
+        "world_size": distributed.current().world,
+    }
+    distributed.broadcast_object(rec)
+    rec["results"] = results
+    return rec
+
+
 # =============================================================================================
 # the trainer
 # =============================================================================================
@@ -280,7 +339,7 @@ class Trainer:
 
         # data
         if cfg["dataset"] == "thumos14" and cfg.get("synthetic") and not cfg.get("data_root"):
-            cfg["data_root"] = ensure_synthetic_data(cfg)
+            cfg["data_root"] = distributed.main_first(lambda: ensure_synthetic_data(cfg))
         if not cfg.get("data_root"):
             raise SystemExit(f"preset {cfg['name']!r} needs --data-root")
         self.train_set = build_split(cfg, "train", "random")
@@ -301,12 +360,28 @@ class Trainer:
         self.model = build_model(cfg, backend=backend).to(device)
         self.criterion = SALLoss(cfg, backend=backend).to(device)
         self.optimizer = make_optimizer(self.model, cfg, device)
+        self._init_distributed(int(tr["seed"]))
 
         # position
         self.step, self.epoch, self.pos = 0, 0, 0      # pos: batches done in this epoch
         self.best = {"metric": -math.inf, "step": None}
         self.last_map: Optional[float] = None
         self.saved_step: Optional[int] = None   # step of the last.pt on disk
+
+    def _init_distributed(self, seed: int) -> None:
+        """torchrun: self.net is DDP(self.model); the adaptive mask's EMA statistics are
+        those of every rank's segments; rank r > 0 draws dropout from its own stream, seeded
+        with distributed.rank_seed(seed, r) (rank 0 keeps the plain run's). One process:
+        self.net is self.model and nothing else changes."""
+        self.dist = distributed.current()
+        self.net = distributed.wrap_ddp(self.model)
+        if self.dist.world > 1:
+            self.criterion.mask.reduce_stats = distributed.global_mean_var
+        if self.dist.rank > 0:
+            s = distributed.rank_seed(seed, self.dist.rank)
+            random.seed(s)
+            np.random.seed(s % 2 ** 32)
+            torch.manual_seed(s)
 
     # -- data -------------------------------------------------------------------------------
     def _hold_out(self, fraction: float) -> None:
@@ -332,15 +407,15 @@ class Trainer:
 
     def epoch_batches(self, epoch: int) -> List[List[int]]:
         """The batches (lists of dataset indices) of `epoch`: a seeded permutation per epoch,
-        so a resumed run sees exactly the same batches."""
+        so a resumed run sees exactly the same batches. Under torchrun, this rank's share of
+        each global batch of world x batch_size videos (distributed.rank_batches)."""
         tr = self.cfg["train"]
         n = len(self.train_set)
         g = torch.Generator().manual_seed(int(tr["seed"]) * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=g).tolist()
         bs = int(tr["batch_size"])
-        batches = [perm[i:i + bs] for i in range(0, n, bs)]
-        if tr.get("drop_last") and batches and len(batches[-1]) < bs:
-            batches.pop()
+        batches = distributed.rank_batches(perm, bs, self.dist.rank, self.dist.world,
+                                           bool(tr.get("drop_last")))
         if not batches:
             raise SystemExit(f"batch size {bs} with drop_last leaves no batch of {n} training videos")
         return batches
@@ -370,12 +445,21 @@ class Trainer:
         st = self.state()
         if not full:
             st = {k: st[k] for k in ("model", "loss", "step", "epoch", "best", "config")}
-        atomic_save(st, path)
+        elif self.dist.world > 1:   # every rank's RNG state (a collective: all ranks save)
+            st["rng_ranks"] = distributed.gather_object(rng_state())
+            st["world_size"] = self.dist.world
+        if self.dist.is_main:
+            atomic_save(st, path)
         if full:
             self.saved_step = self.step
         return path
 
     def load(self, ckpt: Dict[str, Any]) -> None:
+        world = int(ckpt.get("world_size", 1))
+        if world != self.dist.world:
+            raise ValueError(f"--resume: the run was trained by {world} process(es), this is "
+                             f"{self.dist.world}; resume with torchrun --nproc_per_node/--nnodes "
+                             f"giving {world} (the batches of each rank depend on it)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.criterion.load_state_dict(ckpt["loss"])
@@ -383,9 +467,10 @@ class Trainer:
         self.saved_step = self.step
         self.best = dict(ckpt["best"])
         self.last_map = ckpt.get("last_map")
-        set_rng_state(ckpt["rng"])
-        truncate_jsonl(os.path.join(self.out, "train_log.jsonl"), self.step)
-        truncate_jsonl(os.path.join(self.out, "eval_log.jsonl"), self.step)
+        set_rng_state(ckpt["rng_ranks"][self.dist.rank] if world > 1 else ckpt["rng"])
+        if self.dist.is_main:
+            truncate_jsonl(os.path.join(self.out, "train_log.jsonl"), self.step)
+            truncate_jsonl(os.path.join(self.out, "eval_log.jsonl"), self.step)
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
@@ -394,7 +479,7 @@ class Trainer:
         y = batch["label"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=bool(self.cfg["optim"].get("set_to_none", True)))
         try:
-            out = self.model(x)
+            out = self.net(x)   # DDP under torchrun: the backward averages gradients over ranks
             total, parts = self.criterion(out, y)
         except ValueError as exc:   # an op refusing NaN/Inf (or overflowing) activations
             if not any(w in str(exc) for w in ("NaN", "Inf", "overflow")):
@@ -423,6 +508,8 @@ class Trainer:
         return rec
 
     def log_eval(self, rec: Dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         line = {k: v for k, v in rec.items() if k != "results"}
         line.update(step=self.step, epoch=self.epoch)
         append_jsonl(os.path.join(self.out, "eval_log.jsonl"), line)
@@ -442,7 +529,7 @@ class Trainer:
         eval_every = int(tr["eval_every"]) if tr.get("eval_every") else 0
         save_every = int(tr.get("save_every") or eval_every or 0)
         bar = None
-        if self.progress:
+        if self.progress and self.dist.is_main:
             from tqdm import tqdm
             bar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, file=sys.stderr)
         train_log = os.path.join(self.out, "train_log.jsonl")
@@ -466,7 +553,9 @@ class Trainer:
                     raise
                 self.step += 1
                 self.pos += 1
-                append_jsonl(train_log, {"step": self.step, "epoch": self.epoch, **parts})
+                distributed.maybe_dump_state(self.step, self.model, self.criterion.mask)
+                if self.dist.is_main:
+                    append_jsonl(train_log, {"step": self.step, "epoch": self.epoch, **parts})
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss="%.4f" % parts["total"], epoch=self.epoch,
@@ -497,10 +586,13 @@ class Trainer:
         only test evaluation; without, it is the best test evaluation (the reference's
         protocol), re-run so the printed table is that checkpoint's."""
         best_path = os.path.join(self.out, "best.pt")
-        if os.path.exists(best_path):
+        if self.dist.is_main and os.path.exists(best_path):
             ck = torch.load(best_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(ck["model"])
+        distributed.broadcast_module(self.model)   # torchrun: rank 0's best.pt to every rank
         rec = self.evaluate("test")
+        if not self.dist.is_main:
+            return rec
         if list(self.cfg["eval"].get("protocols") or ["activitynet"]) != ["activitynet"]:
             base = base_dataset(self.test_set)
             rec["protocols"] = final_protocols(base.gt, rec["results"], self.cfg,
@@ -542,7 +634,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default runs/<preset>-<time>)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="videos per step in each process: under torchrun N processes take N x this "
+                        "per optimizer step (the global batch), and SAL's mix-up pairs videos "
+                        "inside each process's batch; --max-steps and --eval-every count global steps")
     p.add_argument("--num-workers", type=_nonnegative_int, default=0,
                    help="DataLoader workers (default 0: the features are cached in memory)")
     p.add_argument("--backend", choices=["auto", "kernel", "torch"],
@@ -633,6 +728,12 @@ def check_backend_env() -> None:
 
 
 def main(argv=None) -> int:
+    """The command line; under torchrun one process of the job (sal_ext.distributed)."""
+    with distributed.job("python -m sal_ext.train"):
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     check_backend_env()
     if not 0.0 <= args.val_fraction < 1.0:
@@ -656,6 +757,12 @@ def main(argv=None) -> int:
     except (ValueError, KeyError, TypeError) as exc:  # --set overrides, config validation
         raise _user_error(exc) from None
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = distributed.init(device).device   # torchrun: join the job (else unchanged)
+    except ValueError as exc:
+        raise _user_error(exc) from None
+    out = distributed.broadcast_object(out)        # torchrun: rank 0's run folder
+    main_rank = distributed.current().is_main
     val_fraction = args.val_fraction if ckpt is None else ckpt["config"].get("val_fraction", 0.0)
     cfg["val_fraction"] = val_fraction
 
@@ -678,15 +785,19 @@ def main(argv=None) -> int:
             trainer.load(ckpt)
         except (RuntimeError, KeyError, ValueError) as exc:  # a state that does not fit
             raise _user_error(f"--resume: the checkpoint does not fit this run: {exc}") from None
-        print(f"resumed from step {trainer.step} (epoch {trainer.epoch})", file=sys.stderr)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
+        if main_rank:
+            print(f"resumed from step {trainer.step} (epoch {trainer.epoch})", file=sys.stderr)
+    if main_rank:
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
     t0 = time.perf_counter()
     try:
         trainer.train()
     except NonFiniteLoss as exc:
         raise _user_error(exc) from None
     rec = trainer.final_report()
+    if not main_rank:
+        return 0
     how = ("selected on held-out training videos" if trainer.val_set is not None
            else "best test evaluation, as the reference selects it")
     print(format_table(rec, f"test mAP (%) of the checkpoint from step {trainer.best.get('step')} ({how}); "
