@@ -37,10 +37,11 @@ def _sop_forward(
     B, D, T = x.shape
     y = x.new_empty(B, D * D)
     norm = x.new_empty(B)
-    if x.device.type == "cuda":
+    dev = C.kernel_device(x.device)
+    if dev != "cpu":
         mean = x.new_empty(B * D if center else 1)
         acc = torch.empty(B, dtype=torch.float64, device=x.device)
-        C.call("second_order_pool_forward", "cuda", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+        C.call("second_order_pool_forward", dev, C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
                C.ptr(norm), C.ptr(mean), C.ptr(acc), B, D, T, scale_mode, center, eps, normalize,
                C.dtype_code(x), C.device_index(x), C.stream_of(x))
     else:
@@ -63,11 +64,12 @@ def _sop_backward(
     B, D, T = x.shape
     grad = grad.contiguous()
     dx = torch.empty_like(x)
-    if x.device.type == "cuda":
+    dev = C.kernel_device(x.device)
+    if dev != "cpu":
         mean = x.new_empty(B * D if center else 1)
         acc = torch.empty(B, dtype=torch.float64, device=x.device)
         sym = x.new_empty(B, D, D)
-        C.call("second_order_pool_backward", "cuda", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+        C.call("second_order_pool_backward", dev, C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
                C.ptr(norm), C.ptr(grad), C.ptr(dx), C.ptr(mean), C.ptr(acc), C.ptr(sym), B, D, T,
                scale_mode, center, normalize, C.dtype_code(x), C.device_index(x), C.stream_of(x))
     else:
@@ -148,7 +150,7 @@ def second_order_pool(
     eps = float(eps)
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{_OP}: `eps` must be finite and >= 0, got {eps}")
-    if not C.use_kernel(_OP, "second_order_pool_forward", x.device, backend):
+    if not C.use_kernel(_OP, "second_order_pool_forward", C.kernel_device(x.device), backend):
         return second_order_pool_reference(x, lengths, scale=scale, center=center, eps=eps, normalize=normalize)
     y, _ = _sop_forward(x, lengths, SCALES.index(scale), center, eps, normalize)
     return y

@@ -366,17 +366,17 @@ void second_order_pool_forward_cuda(ptr_t x, ptr_t lengths, ptr_t y, ptr_t norm,
     scalar_t* mp = nullptr;
     if (center) {
       mp = as_ptr<scalar_t>(mean);
-      row_mean_kernel<scalar_t><<<rows_grid(B * D, 8), 256, 0, st>>>(xp, lens, mp, B, D, T);
+      SAL_LAUNCH(rows_grid(B * D, 8), 256, 0, st, row_mean_kernel<scalar_t>)(xp, lens, mp, B, D, T);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
     const int64_t nT = ceil_div(D, kTile), ntiles = nT * (nT + 1) / 2;
     dim3 grid(grid_dim(ntiles, 1LL << 30), grid_dim(B, 65535));
-    gram_kernel<scalar_t><<<grid, kThreads, 0, st>>>(xp, lens, mp, as_ptr<scalar_t>(y),
+    SAL_LAUNCH(grid, kThreads, 0, st, gram_kernel<scalar_t>)(xp, lens, mp, as_ptr<scalar_t>(y),
                                                      as_ptr<double>(acc), B, D, T, nT, ntiles,
                                                      scale_mode, static_cast<scalar_t>(eps));
     SAL_CUDA_CHECK_LAUNCH(op);
     dim3 fgrid(grid_dim(ceil_div(D * D, 256 * 8), 1024), grid_dim(B, 65535));
-    finalize_kernel<scalar_t><<<fgrid, 256, 0, st>>>(as_ptr<scalar_t>(y), as_ptr<scalar_t>(norm),
+    SAL_LAUNCH(fgrid, 256, 0, st, finalize_kernel<scalar_t>)(as_ptr<scalar_t>(y), as_ptr<scalar_t>(norm),
                                                      as_ptr<const double>(acc), B, D * D,
                                                      normalize);
     SAL_CUDA_CHECK_LAUNCH(op);
@@ -401,27 +401,27 @@ void second_order_pool_backward_cuda(ptr_t x, ptr_t lengths, ptr_t y, ptr_t norm
     scalar_t* dxp = as_ptr<scalar_t>(dx);
     if (normalize) {
       dim3 g(grid_dim(ceil_div(D * D, kThreads * 8), 256), grid_dim(B, 65535));
-      dot_kernel<scalar_t><<<g, kThreads, 0, st>>>(yp, dyp, as_ptr<double>(acc), B, D * D);
+      SAL_LAUNCH(g, kThreads, 0, st, dot_kernel<scalar_t>)(yp, dyp, as_ptr<double>(acc), B, D * D);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
     scalar_t* mp = nullptr;
     if (center) {
       mp = as_ptr<scalar_t>(mean);
-      row_mean_kernel<scalar_t><<<rows_grid(B * D, 8), 256, 0, st>>>(xp, lens, mp, B, D, T);
+      SAL_LAUNCH(rows_grid(B * D, 8), 256, 0, st, row_mean_kernel<scalar_t>)(xp, lens, mp, B, D, T);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
     const int64_t nb = ceil_div(D, 32);
     dim3 sg(grid_dim(nb, 1LL << 30), grid_dim(nb, 65535), grid_dim(B, 65535));
-    sym_kernel<scalar_t><<<sg, 256, 0, st>>>(yp, dyp, as_ptr<const scalar_t>(norm),
+    SAL_LAUNCH(sg, 256, 0, st, sym_kernel<scalar_t>)(yp, dyp, as_ptr<const scalar_t>(norm),
                                              as_ptr<const double>(acc), lens, sp, B, D, T,
                                              scale_mode, normalize);
     SAL_CUDA_CHECK_LAUNCH(op);
     dim3 mg(grid_dim(ceil_div(T, kTile), 1LL << 30), grid_dim(ceil_div(D, kTile), 65535),
             grid_dim(B, 65535));
-    sym_x_kernel<scalar_t><<<mg, kThreads, 0, st>>>(sp, xp, lens, mp, dxp, B, D, T);
+    SAL_LAUNCH(mg, kThreads, 0, st, sym_x_kernel<scalar_t>)(sp, xp, lens, mp, dxp, B, D, T);
     SAL_CUDA_CHECK_LAUNCH(op);
     if (center) {
-      row_center_kernel<scalar_t><<<rows_grid(B * D, 8), 256, 0, st>>>(dxp, lens, B, D, T);
+      SAL_LAUNCH(rows_grid(B * D, 8), 256, 0, st, row_center_kernel<scalar_t>)(dxp, lens, B, D, T);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
   });

@@ -61,7 +61,7 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
             int* __restrict__ nan_flag) {
   using key_t = typename KeyOf<scalar_t>::type;
   constexpr int kBits = KeyOf<scalar_t>::bits;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SAL_EXTERN_SHARED(unsigned char, smem_raw);
   __shared__ int hist[kThreads];
   __shared__ int warp_a[kWarps];
   __shared__ int warp_b[kWarps];
@@ -239,8 +239,8 @@ void launch(const char* op, ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths,
   if (use_ws && ws_sel == 0) fail(op, "ws_keys given without ws_sel");
   const int64_t smem = use_ws ? 0 : smem_bytes(T, kmax, dtype);
   if (smem > kSmemBudget) fail(op, "column too long for shared memory: pass workspaces");
-  topk_kernel<scalar_t><<<static_cast<unsigned int>(cols), kThreads, static_cast<size_t>(smem),
-                          as_stream(stream)>>>(
+  SAL_LAUNCH(static_cast<unsigned int>(cols), kThreads, static_cast<size_t>(smem), as_stream(stream),
+             topk_kernel<scalar_t>)(
       as_ptr<const scalar_t>(score), as_ptr<const scalar_t>(value),
       as_ptr<const int64_t>(kvec), as_ptr<const int64_t>(lengths), as_ptr<scalar_t>(pooled),
       as_ptr<int64_t>(indices), as_ptr<scalar_t>(mask), T, C, kmax, as_ptr<key_t>(ws_keys),
@@ -304,7 +304,7 @@ void topk_mil_backward_cuda(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t 
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(n, threads), 65535LL * 8));
   SAL_DISPATCH_FLOAT(dtype, "topk_mil", [&] {
-    topk_backward_kernel<scalar_t><<<blocks, threads, 0, as_stream(stream)>>>(
+    SAL_LAUNCH(blocks, threads, 0, as_stream(stream), topk_backward_kernel<scalar_t>)(
         as_ptr<const scalar_t>(grad_pooled), as_ptr<const int64_t>(indices),
         as_ptr<const int64_t>(kvec), as_ptr<scalar_t>(grad_value), B, T, C, kmax);
   });
