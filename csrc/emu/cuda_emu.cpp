@@ -481,14 +481,14 @@ const uint64_t* warp_collective(Coll op, unsigned mask, uint64_t value, const ch
   const int tid = t_tid, warp = tid / 32, lane = tid % 32;
   std::unique_lock<std::mutex> lk(B.m);
   if (L.failed.load(std::memory_order_acquire)) throw Abort{};
-  const std::string here = std::string(coll_name(op)) + " (" + site(file, line) + ") with mask " + hex(mask);
-  if (!((mask >> lane) & 1u)) fail_locked(L, lk, "lane " + std::to_string(lane) + " calls " + here + ", which does not name it");
+  auto here = [&] { return std::string(coll_name(op)) + " (" + site(file, line) + ") with mask " + hex(mask); };
+  if (!((mask >> lane) & 1u)) fail_locked(L, lk, "lane " + std::to_string(lane) + " calls " + here() + ", which does not name it");
   const int lanes_here = std::min(32, B.nthreads - warp * 32);
   if (lanes_here < 32 && (mask >> lanes_here) != 0u)
-    fail_locked(L, lk, here + " names lanes that do not exist (the warp has " + std::to_string(lanes_here) + ")");
+    fail_locked(L, lk, here() + " names lanes that do not exist (the warp has " + std::to_string(lanes_here) + ")");
   for (int l = 0; l < lanes_here; ++l)
     if (((mask >> l) & 1u) && B.ts[warp * 32 + l].exited)
-      fail_locked(L, lk, "lane " + std::to_string(lane) + " calls " + here + " but lane " + std::to_string(l) + " has exited");
+      fail_locked(L, lk, "lane " + std::to_string(lane) + " calls " + here() + " but lane " + std::to_string(l) + " has exited");
   std::shared_ptr<Rendezvous> r;
   auto& pend = B.pending[warp];
   // join the pending rendezvous of this call site and mask; lanes of one warp may wait at other
@@ -496,7 +496,7 @@ const uint64_t* warp_collective(Coll op, unsigned mask, uint64_t value, const ch
   for (auto& p : pend) {
     if (p->line != line || std::strcmp(p->file, file) != 0 || (p->mask & mask) == 0u) continue;
     if (p->mask != mask || p->op != op)
-      fail_locked(L, lk, "lane " + std::to_string(lane) + " calls " + here + " while lanes " + lanes(p->arrived) +
+      fail_locked(L, lk, "lane " + std::to_string(lane) + " calls " + here() + " while lanes " + lanes(p->arrived) +
                              " wait there with mask " + hex(p->mask) +
                              ": every lane named by a collective's mask must pass the same mask");
     r = p;

@@ -31,10 +31,12 @@ __device__ __forceinline__ S dev_abs(S v) {
   return v < S(0) ? -v : v;
 }
 
+// sign(g) * sqrt(|g| + eps), sign(0) = 0, NaN stays NaN (the CPU kernel's form).
 template <typename S>
 __device__ __forceinline__ S signed_sqrt(S g, S eps) {
   const S h = dev_sqrt(dev_abs(g) + eps);
-  return g > S(0) ? h : (g < S(0) ? -h : S(0));
+  const S sh = g < S(0) ? -h : h;
+  return g == S(0) ? S(0) : sh;
 }
 
 template <typename S>
@@ -209,7 +211,7 @@ __global__ void finalize_kernel(S* __restrict__ y, S* __restrict__ norm,
     const S nb = static_cast<S>(sqrt(acc[b]));
     if (blockIdx.x == 0 && threadIdx.x == 0) norm[b] = nb;
     if (!normalize) continue;
-    const S den = nb > S(1e-12) ? nb : S(1e-12);
+    const S den = nb < S(1e-12) ? S(1e-12) : nb;  // std::max(nb, 1e-12): a NaN norm stays NaN
     S* yb = y + b * DD;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < DD;
          i += (int64_t)gridDim.x * blockDim.x)
@@ -246,7 +248,7 @@ __global__ void sym_kernel(const S* __restrict__ y, const S* __restrict__ dy,
   for (int64_t b = blockIdx.z; b < B; b += gridDim.z) {
     const int64_t len = lengths ? lengths[b] : T;
     const S n = norm[b];
-    const S den = normalize ? (n > S(1e-12) ? n : S(1e-12)) : S(1);
+    const S den = normalize ? (n < S(1e-12) ? S(1e-12) : n) : S(1);  // std::max, as on CPU
     const S proj = (normalize && n >= S(1e-12)) ? static_cast<S>(dot[b]) : S(0);
     const S coef = scale_of<S>(mode, len) * S(0.5) / (den * den);
     const S* yb = y + b * D * D;

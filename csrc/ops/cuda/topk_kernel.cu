@@ -11,8 +11,8 @@
 //     and writing the mask;
 //  4. topk_mil: each selected element's rank under (key desc, index asc) is counted against
 //     the k selected (k^2/256 compares per thread) and its index written at that rank; the
-//     values at the selected steps are summed by a fixed-order block reduction (deterministic)
-//     and the mean written once.
+//     values at the selected steps are summed in double (as the CPU kernel) by a fixed-order
+//     block reduction (deterministic) and the mean written once.
 #include "cuda_common.h"
 #include "ops/topk.h"
 
@@ -67,7 +67,7 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
   __shared__ int warp_b[kWarps];
   __shared__ int s_digit;
   __shared__ int s_krem;
-  __shared__ scalar_t s_red[kWarps];
+  __shared__ double s_red[kWarps];
 
   const int64_t col = blockIdx.x;  // grid.x = B * C
   const int64_t b = col / C;
@@ -206,18 +206,19 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
   }
   for (int64_t j = k + tid; j < kmax; j += kThreads) indices[(b * kmax + j) * C + c] = -1;
 
-  // 4b. mean of value at the selected steps (fixed-order reduction: deterministic)
+  // 4b. mean of value at the selected steps, summed in double like the CPU kernel
+  // (fixed-order reduction: deterministic)
   const scalar_t* vcol = value + b * T * C + c;
-  scalar_t sum = 0;
-  for (int j = tid; j < k; j += kThreads) sum += vcol[static_cast<int64_t>(sel[j]) * C];
+  double sum = 0;
+  for (int j = tid; j < k; j += kThreads) sum += static_cast<double>(vcol[static_cast<int64_t>(sel[j]) * C]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, o);
   if (lane == 0) s_red[warp] = sum;
   __syncthreads();
   if (tid == 0) {
-    scalar_t s = 0;
+    double s = 0;
     for (int w = 0; w < kWarps; ++w) s += s_red[w];
-    pooled[b * C + c] = s / static_cast<scalar_t>(k);
+    pooled[b * C + c] = static_cast<scalar_t>(s / static_cast<double>(k));
   }
 }
 
