@@ -51,7 +51,8 @@ def test_shared_memory_is_poisoned_at_block_start():
 
 
 @pytest.mark.parametrize("case,message", [
-    ("missing_barrier", r"exited while \d+ thread\(s\) of its block wait at __syncthreads \(emu_selftest.cu:\d+\)"),
+    ("missing_barrier", r"(exited while \d+ thread\(s\) of its block wait at __syncthreads \(emu_selftest.cu:\d+\)"
+                        r"|reached __syncthreads \(emu_selftest.cu:\d+\) after .* exited: every thread of the block)"),
     ("divergent_barrier", r"reached __syncthreads \(emu_selftest.cu:\d+\) while \d+ thread\(s\) wait at another"),
     ("partial_warp", r"deadlock: every live thread of the block waits .*__shfl_down_sync \(emu_selftest.cu:\d+\) "
                      r"with mask 0xffffffff for lanes 16-31"),

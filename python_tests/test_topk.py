@@ -162,6 +162,7 @@ def test_deterministic(device):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+@pytest.mark.emu_heavy  # ~1000 launches per case; the backward kernel is checked below and in test_cuda_awkward_sizes
 @pytest.mark.parametrize("per_video", [False, True])
 def test_topk_mil_gradcheck(device, per_video):
     score = _scores((3, 11, 2), "ties", torch.float64, device)
