@@ -6,7 +6,8 @@
 #     plain  the emulator alone (default)
 #     tsan   + ThreadSanitizer (run python with LD_PRELOAD=$(gcc -print-file-name=libtsan.so))
 #     asan   + AddressSanitizer and UndefinedBehaviorSanitizer, C++ kernels included
-#            (LD_PRELOAD=$(gcc -print-file-name=libasan.so), ASAN_OPTIONS=detect_leaks=0)
+#            (LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)",
+#             ASAN_OPTIONS=detect_leaks=0)
 # A later `tools/dev_build.sh` (or pip install) replaces the in-place module again.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -49,6 +49,7 @@ namespace {
 
 constexpr size_t kMaxDynamicShared = 48 * 1024;  // without cudaFuncSetAttribute opt-in
 constexpr size_t kCanary = 64;
+constexpr uint32_t kThreadBits = 2047;  // low bits of Team::gen: a block's thread count (<= 1024)
 constexpr unsigned char kPoison = 0xFF;  // float / double NaN, integer -1
 constexpr unsigned char kCanaryByte = 0xA5;
 
@@ -233,8 +234,8 @@ struct Team {
   bool statics_done = false;
   std::string statics_error;
   int size = 0;
-  std::atomic<uint32_t> gen{0};
-  std::atomic<Launch*> cur{nullptr};
+  std::atomic<uint32_t> gen{0};  // (launch number << 11) | threads per block of that launch
+  uint32_t epoch = 0;
   uint64_t launches = 0;
   Launch slot;  // reused (never freed: a worker may touch it right after its last block)
 };
@@ -412,6 +413,9 @@ void run_blocks(Team& T, Launch& L, int tid) {
   }
 }
 
+// A worker learns a launch's thread count from the word that announces it (never from the
+// launch slot: a worker that wakes late for a launch it has no part in must not read the slot
+// while the next launch is being set up there).
 void worker(int index) {
   Team& T = team();
   uint32_t seen = 0;
@@ -419,8 +423,7 @@ void worker(int index) {
     uint32_t g;
     while ((g = T.gen.load(std::memory_order_acquire)) == seen) futex_wait(&T.gen, seen, 10000);
     seen = g;
-    Launch* L = T.cur.load(std::memory_order_acquire);
-    if (L != nullptr && index < L->nthreads) run_blocks(T, *L, index);
+    if (index < static_cast<int>(g & kThreadBits)) run_blocks(T, T.slot, index);
   }
 }
 
@@ -592,8 +595,7 @@ cudaError_t launch(const LaunchSite& where, const void* /*kernel_address*/, dim3
     std::thread(worker, T.size).detach();
     ++T.size;
   }
-  T.cur.store(&L, std::memory_order_release);
-  T.gen.fetch_add(1, std::memory_order_acq_rel);
+  T.gen.store((++T.epoch << 11) | static_cast<uint32_t>(L.nthreads), std::memory_order_release);
   futex_wake(&T.gen);
 
   const auto start = std::chrono::steady_clock::now();
@@ -610,7 +612,6 @@ cudaError_t launch(const LaunchSite& where, const void* /*kernel_address*/, dim3
       std::abort();
     }
   }
-  T.cur.store(nullptr, std::memory_order_release);
   if (L.dyn != nullptr) ::operator delete(L.dyn, std::align_val_t(16));
   L.dyn = nullptr;
   if (L.failed.load()) return set_last(cudaErrorLaunchFailure, "CUDA emulator: " + L.error);
