@@ -128,3 +128,20 @@ def test_block_order_follows_the_seed():
         assert r.returncode == 0, r.stderr
         return r.stdout
     assert order(1) == order(1) != order(2)
+
+
+def test_torch_compile_under_emulation(monkeypatch):
+    """A compiled front (custom ops) takes the emulated CUDA kernels too, forward and backward."""
+    from sal_ext.ops.second_order_pool import second_order_pool_reference
+    devs = []
+    real = ops._common.call
+    monkeypatch.setattr(ops._common, "call", lambda name, dev, *a: (devs.append(dev), real(name, dev, *a))[1])
+    x = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    with ops.emulate_cuda():
+        fn = torch.compile(lambda t: ops.second_order_pool(t, backend="kernel").sum(), backend="eager",
+                           fullgraph=True)
+        fn(x).backward()
+    assert devs and set(devs) == {"cuda_emu"}
+    x2 = x.detach().clone().requires_grad_(True)
+    second_order_pool_reference(x2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-8, atol=1e-12)

@@ -50,7 +50,12 @@ _EMU_BUILD_HINT = "build sal_ext._C with tools/emu_build.sh (CMake option SAL_EX
 
 
 def emulating() -> bool:
-    """True while CPU tensors take the CUDA branches (emulate_cuda() or SAL_EXT_EMULATE_CUDA=1)."""
+    """True while CPU tensors take the CUDA branches (emulate_cuda() or SAL_EXT_EMULATE_CUDA=1).
+
+    Always False while torch.compile traces (it cannot trace a ContextVar): a traced front
+    calls the ops' custom ops, whose bodies run eagerly and decide then."""
+    if torch.compiler.is_compiling():
+        return False
     on = _EMULATE.get()
     if on is None:
         on = os.environ.get("SAL_EXT_EMULATE_CUDA", "").strip() not in ("", "0")
