@@ -57,10 +57,16 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sal_ext kernels (C++ and, when built, CUDA)";
   m.def("abi_version", [] { return sal::kAbiVersion; });
-#ifdef SAL_EXT_WITH_CUDA
+#if defined(SAL_EXT_WITH_CUDA) && !defined(SAL_EXT_CUDA_EMU)
   m.def("with_cuda", [] { return true; });
 #else
   m.def("with_cuda", [] { return false; });
+#endif
+  // the `<op>_cuda` entry points run on the CPU emulator (host pointers, device 0, stream 0)
+#ifdef SAL_EXT_CUDA_EMU
+  m.def("with_cuda_emu", [] { return true; });
+#else
+  m.def("with_cuda_emu", [] { return false; });
 #endif
   m.def("get_num_threads", &sal::get_num_threads);
   m.def("set_num_threads", &sal::set_num_threads, pybind11::arg("n"));

@@ -1,6 +1,16 @@
 // Helpers shared by the CUDA kernels (.cu files only).
 #pragma once
+#ifdef SAL_EXT_CUDA_EMU
+// CPU emulation of the CUDA execution model (tools/emu_build.sh): the kernels compile as C++.
+#include "emu/cuda_emu.h"
+#else
 #include <cuda_runtime.h>
+// The two spellings the emulator needs changed (csrc/emu/cuda_emu.h defines its own):
+// `SAL_LAUNCH(grid, block, shmem, stream, kernel)(args...)` is a kernel launch, and
+// `SAL_EXTERN_SHARED(type, name);` declares the launch's dynamic shared memory.
+#define SAL_LAUNCH(grid, block, shmem, stream, ...) __VA_ARGS__<<<grid, block, shmem, stream>>>
+#define SAL_EXTERN_SHARED(type, name) extern __shared__ __align__(16) type name[]
+#endif
 #include <cstdint>
 #include <stdexcept>
 #include <string>

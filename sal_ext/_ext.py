@@ -27,9 +27,22 @@ def cuda_available() -> bool:
     return _C is not None and bool(_C.with_cuda())
 
 
+def cuda_emulated() -> bool:
+    """True when the CUDA kernels were built for the CPU emulator (tools/emu_build.sh)."""
+    return _C is not None and bool(getattr(_C, "with_cuda_emu", lambda: False)())
+
+
 def kernel(name: str, device_type: str):
-    """The compiled function ``<name>_<device_type>``, or None when it was not built."""
+    """The compiled function ``<name>_<device_type>``, or None when it was not built.
+
+    device_type "cuda_emu": the CUDA kernel run by the CPU emulator (host memory); in an
+    emulated build "cuda" finds nothing (those entry points must never see device pointers).
+    """
     if _C is None:
+        return None
+    if device_type == "cuda_emu":
+        return getattr(_C, f"{name}_cuda", None) if cuda_emulated() else None
+    if device_type == "cuda" and cuda_emulated():
         return None
     return getattr(_C, f"{name}_{device_type}", None)
 

@@ -3,8 +3,10 @@
 Each op checks its inputs, picks the C++/CUDA kernel or the pure-torch fallback
 (``backend="auto" | "kernel" | "torch"``, default from SAL_EXT_BACKEND, else auto) and, for
 the differentiable ones, is a torch.library custom op with autograd and fake kernels.
+``emulate_cuda()`` (development builds, tools/emu_build.sh) runs CPU tensors through the ops'
+CUDA branches with the CUDA kernels executed by the CPU emulator of csrc/emu/.
 """
-from ._common import backends
+from ._common import backends, emulate_cuda
 from .detection import detection_ap, segment_iou
 from .nms import nms_1d
 from .proposals import oic_proposals, oic_proposals_batched
@@ -14,6 +16,7 @@ from .topk import topk_mask, topk_mil
 
 __all__ = [
     "backends",
+    "emulate_cuda",
     "second_order_pool",
     "topk_mil",
     "topk_mask",

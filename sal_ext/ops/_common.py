@@ -8,9 +8,11 @@ The C++ kernels run on torch.get_num_threads() threads (see :func:`call`).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,15 +33,16 @@ def ptr(t: torch.Tensor) -> int:
 
 
 def stream_of(t: torch.Tensor) -> int:
-    """Integer handle of torch's current CUDA stream on t's device (0 on CPU)."""
+    """Integer handle of torch's current CUDA stream on t's device (0 on CPU: the emulator's)."""
     if t.device.type != "cuda":
         return 0
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
 def device_index(t: torch.Tensor) -> int:
+    """CUDA device index of t (0 for a CPU tensor: the emulator has device 0 only)."""
     if t.device.type != "cuda":
-        return -1
+        return 0
     return t.device.index if t.device.index is not None else torch.cuda.current_device()
 
 
@@ -58,6 +61,56 @@ def resolve(t: torch.Tensor) -> torch.Tensor:
     if t._is_zerotensor():
         t = torch.zeros(t.shape, dtype=t.dtype, device=t.device)
     return t
+
+
+# ---- CUDA emulation: CPU tensors through the ops' CUDA branches ----------------------------------
+# None: SAL_EXT_EMULATE_CUDA decides; True / False: set by emulate_cuda() for this context.
+_EMULATE: contextvars.ContextVar[Optional[bool]] = contextvars.ContextVar("sal_ext_emulate_cuda", default=None)
+_EMU_BUILD_HINT = "build sal_ext._C with tools/emu_build.sh (CMake option SAL_EXT_CUDA_EMU=ON)"
+
+
+def emulating() -> bool:
+    """True while CPU tensors take the CUDA branches (emulate_cuda() or SAL_EXT_EMULATE_CUDA=1).
+
+    Always False while torch.compile traces (it cannot trace a ContextVar): a traced front
+    calls the ops' custom ops, whose bodies run eagerly and decide then."""
+    if torch.compiler.is_compiling():
+        return False
+    on = _EMULATE.get()
+    if on is None:
+        on = os.environ.get("SAL_EXT_EMULATE_CUDA", "").strip() not in ("", "0")
+    return on
+
+
+@contextlib.contextmanager
+def emulate_cuda(enabled: bool = True):
+    """Within this block, ops given CPU tensors run their CUDA branch (workspace sizing, NaN
+    flags, post-kernel steps) with the CUDA kernels executed by the CPU emulator of csrc/emu/.
+
+    Needs a build made with tools/emu_build.sh (RuntimeError otherwise). The environment
+    variable SAL_EXT_EMULATE_CUDA=1 does the same for a whole process; ``emulate_cuda(False)``
+    turns it off for a block. A development and test tool: the emulator is slow.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"emulate_cuda: `enabled` must be a bool, got {type(enabled).__name__}")
+    if enabled and not _ext.cuda_emulated():
+        raise RuntimeError(f"emulate_cuda: this build has no emulated CUDA kernels; {_EMU_BUILD_HINT}")
+    token = _EMULATE.set(enabled)
+    try:
+        yield
+    finally:
+        _EMULATE.reset(token)
+
+
+def kernel_device(device: torch.device) -> str:
+    """Which kernels serve tensors on `device`: "cuda", "cpu", or "cuda_emu" (CPU tensors while
+    emulating: the CUDA branch of the front, the emulated CUDA kernels)."""
+    if device.type == "cpu" and emulating():
+        if not _ext.cuda_emulated():
+            raise RuntimeError(f"SAL_EXT_EMULATE_CUDA is set but this build has no emulated CUDA kernels; "
+                               f"{_EMU_BUILD_HINT}")
+        return "cuda_emu"
+    return device.type
 
 
 def check_tensor(
@@ -207,9 +260,10 @@ def default_backend() -> str:
     return b
 
 
-def use_kernel(op: str, kernel_name: str, device: torch.device, backend: Optional[str]) -> bool:
+def use_kernel(op: str, kernel_name: str, device: Union[torch.device, str], backend: Optional[str]) -> bool:
     """Decides kernel vs torch fallback. backend: "auto" | "kernel" | "torch" | None (env default).
 
+    device: a torch.device or a kernel_device() string ("cuda_emu" for the emulated kernels).
     "kernel" raises RuntimeError when no kernel was built for the device; "auto" falls back.
     """
     backend = default_backend() if backend is None else backend
@@ -217,10 +271,11 @@ def use_kernel(op: str, kernel_name: str, device: torch.device, backend: Optiona
         raise ValueError(f"{op}: `backend` must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return False
-    has = _ext.kernel(kernel_name, device.type) is not None
+    kind = device if isinstance(device, str) else device.type
+    has = _ext.kernel(kernel_name, kind) is not None
     if backend == "kernel" and not has:
         why = f" ({_ext.import_error()})" if _ext.import_error() else ""
-        raise RuntimeError(f"{op}: no {device.type} kernel was built{why}; use backend='torch'")
+        raise RuntimeError(f"{op}: no {kind} kernel was built{why}; use backend='torch'")
     return has
 
 
@@ -246,14 +301,15 @@ def call(kernel_name: str, device_type: str, *args):
 
 
 def backends() -> dict:
-    """What was built: {"cpu": bool, "cuda": bool, "cuda_device": bool, "ops": [...], ...};
-    "threads": the C++ kernels' thread count (torch.get_num_threads())."""
+    """What was built: {"cpu": bool, "cuda": bool, "cuda_emulated": bool, "cuda_device": bool,
+    "ops": [...], ...}; "threads": the C++ kernels' thread count (torch.get_num_threads())."""
     C = _ext._C
     if C is not None:
         sync_threads()
     return {
         "cpu": _ext.available(),
         "cuda": _ext.cuda_available(),
+        "cuda_emulated": _ext.cuda_emulated(),
         "cuda_device": torch.cuda.is_available(),
         "ops": list(C.ops) if C is not None else [],
         "threads": C.get_num_threads() if C is not None else 0,

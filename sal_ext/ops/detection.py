@@ -62,14 +62,15 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = No
     a = _check_segments(a, "a", op)
     b = _check_segments(b, "b", op, device=a.device)
     C.check_same_dtype(op, a=a, b=b)
-    if not C.use_kernel(op, "segment_iou", a.device, backend):
+    dev = C.kernel_device(a.device)
+    if not C.use_kernel(op, "segment_iou", dev, backend):
         return segment_iou_reference(a, b)
     N, M = a.shape[0], b.shape[0]
     out = torch.empty(N, M, dtype=a.dtype, device=a.device)
     args = (C.ptr(a), C.ptr(b), C.ptr(out), N, M, C.dtype_code(a))
-    if a.device.type == "cuda":
+    if dev != "cpu":
         args += (C.device_index(a), C.stream_of(a))
-    C.call("segment_iou", a.device.type, *args)
+    C.call("segment_iou", dev, *args)
     return out
 
 

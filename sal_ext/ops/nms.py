@@ -168,14 +168,15 @@ def nms_1d(
     """
     segments, scores, labels, p = _check(segments, scores, labels, iou_threshold, method, sigma,
                                          min_score, max_keep, plus_one)
-    if not C.use_kernel(_OP, "nms_1d", segments.device, backend):
+    dev = C.kernel_device(segments.device)
+    if not C.use_kernel(_OP, "nms_1d", dev, backend):
         return _reference(segments, scores, labels, **p)
     n = segments.shape[0]
     if n == 0:
         return (torch.empty(0, dtype=torch.int64, device=segments.device),
                 torch.empty(0, dtype=scores.dtype, device=segments.device))
-    if segments.device.type == "cuda":
-        return _nms_cuda(segments, scores, labels, **p)
+    if dev != "cpu":
+        return _nms_cuda(segments, scores, labels, dev, **p)
     out_idx = torch.empty(n, dtype=torch.int64)
     out_sc = torch.empty(n, dtype=scores.dtype)
     m = C.call("nms_1d", "cpu", C.ptr(segments), C.ptr(scores), C.ptr(labels) if labels is not None else 0,
@@ -201,7 +202,7 @@ def _sort_groups(scores, labels, sal_ties):
     return perm, sizes
 
 
-def _nms_cuda(segments, scores, labels, *, iou_threshold, method, sigma, min_score, max_keep, plus_one):
+def _nms_cuda(segments, scores, labels, kdev="cuda", *, iou_threshold, method, sigma, min_score, max_keep, plus_one):
     dev = segments.device
     n = segments.shape[0]
     perm, sizes = _sort_groups(scores, labels, method == "sal")
@@ -237,7 +238,7 @@ def _nms_cuda(segments, scores, labels, *, iou_threshold, method, sigma, min_sco
         else:  # huge groups: the greedy block kernel needs its state workspace
             ws_state = torch.empty(n, dtype=torch.int32, device=dev)
     z = 0
-    C.call("nms_1d", "cuda", C.ptr(seg_s), C.ptr(sc_s), C.ptr(perm), C.ptr(offsets), G, n, max_group,
+    C.call("nms_1d", kdev, C.ptr(seg_s), C.ptr(sc_s), C.ptr(perm), C.ptr(offsets), G, n, max_group,
            METHODS[method], iou_threshold, sigma, min_score, max_keep, plus_one,
            C.ptr(out_idx), C.ptr(out_sc), C.ptr(counts),
            C.ptr(ws_pos) if ws_pos.numel() else z, C.ptr(ws_score) if ws_score.numel() else z,

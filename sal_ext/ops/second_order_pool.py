@@ -49,10 +49,11 @@ def _sop_forward(
     C.check_finite(x, "x", _OP)  # here, not in the front: runs at run time under torch.compile
     y = x.new_empty(B, D * D)
     norm = x.new_empty(B)
-    if x.device.type == "cuda":
+    dev = C.kernel_device(x.device)
+    if dev != "cpu":
         mean = x.new_empty(B * D if center else 1)
         acc = torch.empty(B, dtype=torch.float64, device=x.device)
-        C.call("second_order_pool_forward", "cuda", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+        C.call("second_order_pool_forward", dev, C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
                C.ptr(norm), C.ptr(mean), C.ptr(acc), B, D, T, scale_mode, center, eps, normalize,
                C.dtype_code(x), C.device_index(x), C.stream_of(x))
     else:
@@ -76,11 +77,12 @@ def _sop_backward(
     B, D, T = x.shape
     grad = C.resolve(grad).contiguous()
     dx = torch.empty_like(x)
-    if x.device.type == "cuda":
+    dev = C.kernel_device(x.device)
+    if dev != "cpu":
         mean = x.new_empty(B * D if center else 1)
         acc = torch.empty(B, dtype=torch.float64, device=x.device)
         sym = x.new_empty(B, D, D)
-        C.call("second_order_pool_backward", "cuda", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
+        C.call("second_order_pool_backward", dev, C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
                C.ptr(norm), C.ptr(grad), C.ptr(dx), C.ptr(mean), C.ptr(acc), C.ptr(sym), B, D, T,
                scale_mode, center, normalize, C.dtype_code(x), C.device_index(x), C.stream_of(x))
     else:
@@ -171,7 +173,7 @@ def second_order_pool(
     eps = float(eps)
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{_OP}: `eps` must be finite and >= 0, got {eps}")
-    if not C.use_kernel(_OP, "second_order_pool_forward", x.device, backend):
+    if not C.use_kernel(_OP, "second_order_pool_forward", C.kernel_device(x.device), backend):
         checked = not torch.compiler.is_compiling()
         if checked:
             C.check_finite(x, "x", _OP)

@@ -22,9 +22,10 @@ def _mixup_kernel(x: torch.Tensor, shift: int, a: float, c: float) -> torch.Tens
     B = x.shape[0]
     inner = x.numel() // B if B else 0
     args = (C.ptr(x), C.ptr(out), B, inner, shift, a, c, C.dtype_code(x))
-    if x.device.type == "cuda":
+    dev = C.kernel_device(x.device)
+    if dev != "cpu":
         args += (C.device_index(x), C.stream_of(x))
-    C.call("segment_mixup", x.device.type, *args)
+    C.call("segment_mixup", dev, *args)
     return out
 
 
@@ -89,7 +90,7 @@ def segment_mixup(
         if not math.isfinite(weight):
             raise ValueError(f"{_OP}: `weight` must be finite, got {weight}")
         a, c = weight, 1.0 - weight
-    if not C.use_kernel(_OP, "segment_mixup", x.device, backend):
+    if not C.use_kernel(_OP, "segment_mixup", C.kernel_device(x.device), backend):
         return mixup_reference(x, shift, weight)
     return _mixup_kernel(x, shift, a, c)
 
@@ -121,14 +122,15 @@ def mix_targets(
     if m.shape != g.shape:
         raise ValueError(f"{op}: `m` must have the shape of `g` {tuple(g.shape)}, got {tuple(m.shape)}")
     g, m = g.detach(), m.detach()
-    if not C.use_kernel(op, "mix_targets", g.device, backend):
+    dev = C.kernel_device(g.device)
+    if not C.use_kernel(op, "mix_targets", dev, backend):
         return mix_targets_reference(g, m, shift)
     g_out, m_out = torch.empty_like(g), torch.empty_like(m)
     B = g.shape[0]
     args = (C.ptr(g), C.ptr(m), C.ptr(g_out), C.ptr(m_out), B, g.numel() // B, shift, C.dtype_code(g))
-    if g.device.type == "cuda":
+    if dev != "cpu":
         args += (C.device_index(g), C.stream_of(g))
-    C.call("mix_targets", g.device.type, *args)
+    C.call("mix_targets", dev, *args)
     return g_out, m_out
 
 

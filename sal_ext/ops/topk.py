@@ -90,13 +90,13 @@ def _opt_ptr(t):
     return 0 if t is None else C.ptr(t)
 
 
-def _cuda_args(score, kmax):
+def _cuda_args(score, kmax, dev):
     """(ws_keys, ws_sel, nan_flag, device, stream) arguments, the NaN flag and the workspaces."""
     B, T, Cn = score.shape
     keep = ()
     ws = (0, 0)
     nan_flag = torch.empty(1, dtype=torch.int32, device=score.device)
-    if _FORCE_CUDA_WORKSPACE or C.call("topk_needs_workspace", "cuda", T, kmax, C.dtype_code(score)):
+    if _FORCE_CUDA_WORKSPACE or C.call("topk_needs_workspace", dev, T, kmax, C.dtype_code(score)):
         key_dtype = torch.int32 if score.dtype == torch.float32 else torch.int64
         ws_keys = torch.empty((B * Cn, T), dtype=key_dtype, device=score.device)
         ws_sel = torch.empty((B * Cn, kmax), dtype=torch.int32, device=score.device)
@@ -113,9 +113,10 @@ def _topk_mil_impl(score, value, kmax, kvec, lengths):
     indices = torch.empty((B, kmax, Cn), dtype=torch.int64, device=score.device)
     args = (C.ptr(score), C.ptr(value), _opt_ptr(kvec), _opt_ptr(lengths), C.ptr(pooled),
             C.ptr(indices), B, T, Cn, kmax, C.dtype_code(score))
-    if score.device.type == "cuda":
-        extra, nan_flag, keep = _cuda_args(score, kmax)
-        C.call("topk_mil", "cuda", *(args + extra))
+    dev = C.kernel_device(score.device)
+    if dev != "cpu":
+        extra, nan_flag, keep = _cuda_args(score, kmax, dev)
+        C.call("topk_mil", dev, *(args + extra))
         nans = nan_flag.item()  # synchronises: after the kernel, so the GPU never idles for it
         del keep  # the workspaces lived until the kernel finished
     else:
@@ -161,9 +162,10 @@ def _topk_mil_backward_impl(grad_pooled, indices, kvec, T):
     grad_value = grad_pooled.new_empty((B, T, Cn))
     args = (C.ptr(grad_pooled), C.ptr(indices), _opt_ptr(kvec), C.ptr(grad_value), B, T, Cn, kmax,
             C.dtype_code(grad_pooled))
-    if grad_pooled.device.type == "cuda":
+    dev = C.kernel_device(grad_pooled.device)
+    if dev != "cpu":
         args += (C.device_index(grad_pooled), C.stream_of(grad_pooled))
-    C.call("topk_mil_backward", grad_pooled.device.type, *args)
+    C.call("topk_mil_backward", dev, *args)
     return grad_value
 
 
@@ -280,7 +282,7 @@ def topk_mil(
     if B == 0:
         kmax = kk if isinstance(kk, int) else max(1, T // r)
         return value.new_zeros((0, Cn)), torch.zeros((0, kmax, Cn), dtype=torch.int64, device=score.device)
-    if not C.use_kernel(_OP, "topk_mil", score.device, backend):
+    if not C.use_kernel(_OP, "topk_mil", C.kernel_device(score.device), backend):
         _check_no_nan(score, _OP)
         return topk_mil_reference(score.detach(), value, kk, lengths)
     kmax, kvec = _split_k(kk)
@@ -317,9 +319,10 @@ def _topk_mask_impl(score, kmax, kvec, lengths):
     mask = torch.empty_like(score)
     args = (C.ptr(score), _opt_ptr(kvec), _opt_ptr(lengths), C.ptr(mask), B, T, Cn, kmax,
             C.dtype_code(score))
-    if score.device.type == "cuda":
-        extra, nan_flag, keep = _cuda_args(score, kmax)
-        C.call("topk_mask", "cuda", *(args + extra))
+    dev = C.kernel_device(score.device)
+    if dev != "cpu":
+        extra, nan_flag, keep = _cuda_args(score, kmax, dev)
+        C.call("topk_mask", dev, *(args + extra))
         nans = nan_flag.item()
         del keep
     else:
@@ -361,7 +364,7 @@ def topk_mask(
     kk = _resolve_k(op, T, k, r, lengths, score.device)
     if B == 0:
         return torch.zeros_like(score)
-    if not C.use_kernel(op, "topk_mask", score.device, backend):
+    if not C.use_kernel(op, "topk_mask", C.kernel_device(score.device), backend):
         _check_no_nan(score, op)
         return topk_mask_reference(score.detach(), kk, lengths)
     kmax, kvec = _split_k(kk)

@@ -25,7 +25,7 @@ void segment_iou_cuda(ptr_t a, ptr_t b, ptr_t out, int64_t N, int64_t M, int dty
   const int threads = 256;
   const int blocks = (int)std::min<int64_t>(ceil_div(N * M, threads), 65535LL * 8);
   SAL_DISPATCH_FLOAT(dtype, "segment_iou", [&] {
-    segment_iou_kernel<scalar_t><<<blocks, threads, 0, as_stream(stream)>>>(
+    SAL_LAUNCH(blocks, threads, 0, as_stream(stream), segment_iou_kernel<scalar_t>)(
         as_ptr<const scalar_t>(a), as_ptr<const scalar_t>(b), as_ptr<scalar_t>(out), N, M);
   });
   SAL_CUDA_CHECK_LAUNCH("segment_iou");

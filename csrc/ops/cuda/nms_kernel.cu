@@ -94,7 +94,7 @@ hard_scan_kernel(const scalar_t* __restrict__ sc, const int64_t* __restrict__ so
                  const int64_t* __restrict__ mask_offsets, double min_score, int64_t max_keep,
                  int64_t* __restrict__ out_idx, scalar_t* __restrict__ out_sc,
                  int64_t* __restrict__ counts) {
-  extern __shared__ unsigned long long removed[];  // nb words of this group
+  SAL_EXTERN_SHARED(unsigned long long, removed);  // nb words of this group
   const int64_t g = blockIdx.x;
   const int64_t off = offsets[g], n = offsets[g + 1] - off;
   const int64_t nb = (n + kMaskThreads - 1) / kMaskThreads;
@@ -356,10 +356,10 @@ void nms_1d_cuda(ptr_t sorted_segments, ptr_t sorted_scores, ptr_t sorted_idx, p
       if (shared > 48 * 1024) fail(op, "group too large for the bitmask path");
       auto* m = as_ptr<unsigned long long>(mask);
       const int64_t* moff = as_ptr<const int64_t>(mask_offsets);
-      iou_mask_kernel<scalar_t><<<(unsigned)total_tiles, kMaskThreads, 0, st>>>(
+      SAL_LAUNCH((unsigned)total_tiles, kMaskThreads, 0, st, iou_mask_kernel<scalar_t>)(
           seg, off, as_ptr<const int64_t>(tile_offsets), moff, G, iou_threshold, plus_one, m);
       SAL_CUDA_CHECK_LAUNCH(op);
-      hard_scan_kernel<scalar_t><<<(unsigned)G, kScanThreads, shared, st>>>(
+      SAL_LAUNCH((unsigned)G, kScanThreads, shared, st, hard_scan_kernel<scalar_t>)(
           sc, sidx, off, m, moff, min_score, max_keep, oidx, osc, cnt);
       SAL_CUDA_CHECK_LAUNCH(op);
     } else if (method == kNmsHard || method == kNmsSal) {
@@ -367,7 +367,7 @@ void nms_1d_cuda(ptr_t sorted_segments, ptr_t sorted_scores, ptr_t sorted_idx, p
       double* sc64 = method == kNmsSal ? as_ptr<double>(ws_score) + N : nullptr;
       auto kernel = method == kNmsSal ? greedy_block_kernel<scalar_t, true>
                                       : greedy_block_kernel<scalar_t, false>;
-      kernel<<<(unsigned)G, kThreads, 0, st>>>(seg, sc, sidx, off, iou_threshold, sigma,
+      SAL_LAUNCH((unsigned)G, kThreads, 0, st, kernel)(seg, sc, sidx, off, iou_threshold, sigma,
                                                min_score, max_keep, plus_one, oidx, osc, cnt,
                                                as_ptr<int64_t>(ws_pos), as_ptr<double>(ws_score),
                                                sc64, as_ptr<int>(ws_state));
@@ -375,7 +375,7 @@ void nms_1d_cuda(ptr_t sorted_segments, ptr_t sorted_scores, ptr_t sorted_idx, p
     } else {
       auto kernel = method == kNmsGaussian ? soft_block_kernel<scalar_t, true>
                                            : soft_block_kernel<scalar_t, false>;
-      kernel<<<(unsigned)G, kThreads, 0, st>>>(seg, sc, sidx, off, iou_threshold, sigma,
+      SAL_LAUNCH((unsigned)G, kThreads, 0, st, kernel)(seg, sc, sidx, off, iou_threshold, sigma,
                                                min_score, max_keep, plus_one, oidx, osc, cnt,
                                                as_ptr<double>(ws_score), as_ptr<int>(ws_state));
       SAL_CUDA_CHECK_LAUNCH(op);

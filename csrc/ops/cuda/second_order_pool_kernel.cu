@@ -31,10 +31,12 @@ __device__ __forceinline__ S dev_abs(S v) {
   return v < S(0) ? -v : v;
 }
 
+// sign(g) * sqrt(|g| + eps), sign(0) = 0, NaN stays NaN (the CPU kernel's form).
 template <typename S>
 __device__ __forceinline__ S signed_sqrt(S g, S eps) {
   const S h = dev_sqrt(dev_abs(g) + eps);
-  return g > S(0) ? h : (g < S(0) ? -h : S(0));
+  const S sh = g < S(0) ? -h : h;
+  return g == S(0) ? S(0) : sh;
 }
 
 template <typename S>
@@ -209,7 +211,7 @@ __global__ void finalize_kernel(S* __restrict__ y, S* __restrict__ norm,
     const S nb = static_cast<S>(sqrt(acc[b]));
     if (blockIdx.x == 0 && threadIdx.x == 0) norm[b] = nb;
     if (!normalize) continue;
-    const S den = nb > S(1e-12) ? nb : S(1e-12);
+    const S den = nb < S(1e-12) ? S(1e-12) : nb;  // std::max(nb, 1e-12): a NaN norm stays NaN
     S* yb = y + b * DD;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < DD;
          i += (int64_t)gridDim.x * blockDim.x)
@@ -246,7 +248,7 @@ __global__ void sym_kernel(const S* __restrict__ y, const S* __restrict__ dy,
   for (int64_t b = blockIdx.z; b < B; b += gridDim.z) {
     const int64_t len = lengths ? lengths[b] : T;
     const S n = norm[b];
-    const S den = normalize ? (n > S(1e-12) ? n : S(1e-12)) : S(1);
+    const S den = normalize ? (n < S(1e-12) ? S(1e-12) : n) : S(1);  // std::max, as on CPU
     const S proj = (normalize && n >= S(1e-12)) ? static_cast<S>(dot[b]) : S(0);
     const S coef = scale_of<S>(mode, len) * S(0.5) / (den * den);
     const S* yb = y + b * D * D;
@@ -366,17 +368,17 @@ void second_order_pool_forward_cuda(ptr_t x, ptr_t lengths, ptr_t y, ptr_t norm,
     scalar_t* mp = nullptr;
     if (center) {
       mp = as_ptr<scalar_t>(mean);
-      row_mean_kernel<scalar_t><<<rows_grid(B * D, 8), 256, 0, st>>>(xp, lens, mp, B, D, T);
+      SAL_LAUNCH(rows_grid(B * D, 8), 256, 0, st, row_mean_kernel<scalar_t>)(xp, lens, mp, B, D, T);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
     const int64_t nT = ceil_div(D, kTile), ntiles = nT * (nT + 1) / 2;
     dim3 grid(grid_dim(ntiles, 1LL << 30), grid_dim(B, 65535));
-    gram_kernel<scalar_t><<<grid, kThreads, 0, st>>>(xp, lens, mp, as_ptr<scalar_t>(y),
+    SAL_LAUNCH(grid, kThreads, 0, st, gram_kernel<scalar_t>)(xp, lens, mp, as_ptr<scalar_t>(y),
                                                      as_ptr<double>(acc), B, D, T, nT, ntiles,
                                                      scale_mode, static_cast<scalar_t>(eps));
     SAL_CUDA_CHECK_LAUNCH(op);
     dim3 fgrid(grid_dim(ceil_div(D * D, 256 * 8), 1024), grid_dim(B, 65535));
-    finalize_kernel<scalar_t><<<fgrid, 256, 0, st>>>(as_ptr<scalar_t>(y), as_ptr<scalar_t>(norm),
+    SAL_LAUNCH(fgrid, 256, 0, st, finalize_kernel<scalar_t>)(as_ptr<scalar_t>(y), as_ptr<scalar_t>(norm),
                                                      as_ptr<const double>(acc), B, D * D,
                                                      normalize);
     SAL_CUDA_CHECK_LAUNCH(op);
@@ -401,27 +403,27 @@ void second_order_pool_backward_cuda(ptr_t x, ptr_t lengths, ptr_t y, ptr_t norm
     scalar_t* dxp = as_ptr<scalar_t>(dx);
     if (normalize) {
       dim3 g(grid_dim(ceil_div(D * D, kThreads * 8), 256), grid_dim(B, 65535));
-      dot_kernel<scalar_t><<<g, kThreads, 0, st>>>(yp, dyp, as_ptr<double>(acc), B, D * D);
+      SAL_LAUNCH(g, kThreads, 0, st, dot_kernel<scalar_t>)(yp, dyp, as_ptr<double>(acc), B, D * D);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
     scalar_t* mp = nullptr;
     if (center) {
       mp = as_ptr<scalar_t>(mean);
-      row_mean_kernel<scalar_t><<<rows_grid(B * D, 8), 256, 0, st>>>(xp, lens, mp, B, D, T);
+      SAL_LAUNCH(rows_grid(B * D, 8), 256, 0, st, row_mean_kernel<scalar_t>)(xp, lens, mp, B, D, T);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
     const int64_t nb = ceil_div(D, 32);
     dim3 sg(grid_dim(nb, 1LL << 30), grid_dim(nb, 65535), grid_dim(B, 65535));
-    sym_kernel<scalar_t><<<sg, 256, 0, st>>>(yp, dyp, as_ptr<const scalar_t>(norm),
+    SAL_LAUNCH(sg, 256, 0, st, sym_kernel<scalar_t>)(yp, dyp, as_ptr<const scalar_t>(norm),
                                              as_ptr<const double>(acc), lens, sp, B, D, T,
                                              scale_mode, normalize);
     SAL_CUDA_CHECK_LAUNCH(op);
     dim3 mg(grid_dim(ceil_div(T, kTile), 1LL << 30), grid_dim(ceil_div(D, kTile), 65535),
             grid_dim(B, 65535));
-    sym_x_kernel<scalar_t><<<mg, kThreads, 0, st>>>(sp, xp, lens, mp, dxp, B, D, T);
+    SAL_LAUNCH(mg, kThreads, 0, st, sym_x_kernel<scalar_t>)(sp, xp, lens, mp, dxp, B, D, T);
     SAL_CUDA_CHECK_LAUNCH(op);
     if (center) {
-      row_center_kernel<scalar_t><<<rows_grid(B * D, 8), 256, 0, st>>>(dxp, lens, B, D, T);
+      SAL_LAUNCH(rows_grid(B * D, 8), 256, 0, st, row_center_kernel<scalar_t>)(dxp, lens, B, D, T);
       SAL_CUDA_CHECK_LAUNCH(op);
     }
   });

@@ -106,10 +106,10 @@ void segment_mixup_cuda(ptr_t x, ptr_t out, int64_t B, int64_t inner, int64_t sh
     using VW = typename Vec<scalar_t, W>::type;
     if (can_vectorise<scalar_t>(inner, {x, out})) {
       const int64_t inner_v = inner / W;
-      mixup_kernel<scalar_t, W><<<grid_for(B, inner_v), kThreads, 0, as_stream(stream)>>>(
+      SAL_LAUNCH(grid_for(B, inner_v), kThreads, 0, as_stream(stream), mixup_kernel<scalar_t, W>)(
           as_ptr<const VW>(x), as_ptr<VW>(out), B, inner_v, shift, (scalar_t)a, (scalar_t)c);
     } else {
-      mixup_kernel<scalar_t, 1><<<grid_for(B, inner), kThreads, 0, as_stream(stream)>>>(
+      SAL_LAUNCH(grid_for(B, inner), kThreads, 0, as_stream(stream), mixup_kernel<scalar_t, 1>)(
           as_ptr<const scalar_t>(x), as_ptr<scalar_t>(out), B, inner, shift, (scalar_t)a,
           (scalar_t)c);
     }
@@ -126,11 +126,11 @@ void mix_targets_cuda(ptr_t g, ptr_t m, ptr_t g_out, ptr_t m_out, int64_t B, int
     using VW = typename Vec<scalar_t, W>::type;
     if (can_vectorise<scalar_t>(inner, {g, m, g_out, m_out})) {
       const int64_t inner_v = inner / W;
-      mix_targets_kernel<scalar_t, W><<<grid_for(B, inner_v), kThreads, 0, as_stream(stream)>>>(
+      SAL_LAUNCH(grid_for(B, inner_v), kThreads, 0, as_stream(stream), mix_targets_kernel<scalar_t, W>)(
           as_ptr<const VW>(g), as_ptr<const VW>(m), as_ptr<VW>(g_out), as_ptr<VW>(m_out), B,
           inner_v, shift);
     } else {
-      mix_targets_kernel<scalar_t, 1><<<grid_for(B, inner), kThreads, 0, as_stream(stream)>>>(
+      SAL_LAUNCH(grid_for(B, inner), kThreads, 0, as_stream(stream), mix_targets_kernel<scalar_t, 1>)(
           as_ptr<const scalar_t>(g), as_ptr<const scalar_t>(m), as_ptr<scalar_t>(g_out),
           as_ptr<scalar_t>(m_out), B, inner, shift);
     }

@@ -11,8 +11,8 @@
 //     and writing the mask;
 //  4. topk_mil: each selected element's rank under (key desc, index asc) is counted against
 //     the k selected (k^2/256 compares per thread) and its index written at that rank; the
-//     values at the selected steps are summed by a fixed-order block reduction (deterministic)
-//     and the mean written once.
+//     values at the selected steps are summed in double (as the CPU kernel) by a fixed-order
+//     block reduction (deterministic) and the mean written once.
 #include "cuda_common.h"
 #include "ops/topk.h"
 
@@ -61,13 +61,13 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
             int* __restrict__ nan_flag) {
   using key_t = typename KeyOf<scalar_t>::type;
   constexpr int kBits = KeyOf<scalar_t>::bits;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SAL_EXTERN_SHARED(unsigned char, smem_raw);
   __shared__ int hist[kThreads];
   __shared__ int warp_a[kWarps];
   __shared__ int warp_b[kWarps];
   __shared__ int s_digit;
   __shared__ int s_krem;
-  __shared__ scalar_t s_red[kWarps];
+  __shared__ double s_red[kWarps];
 
   const int64_t col = blockIdx.x;  // grid.x = B * C
   const int64_t b = col / C;
@@ -206,18 +206,19 @@ topk_kernel(const scalar_t* __restrict__ score, const scalar_t* __restrict__ val
   }
   for (int64_t j = k + tid; j < kmax; j += kThreads) indices[(b * kmax + j) * C + c] = -1;
 
-  // 4b. mean of value at the selected steps (fixed-order reduction: deterministic)
+  // 4b. mean of value at the selected steps, summed in double like the CPU kernel
+  // (fixed-order reduction: deterministic)
   const scalar_t* vcol = value + b * T * C + c;
-  scalar_t sum = 0;
-  for (int j = tid; j < k; j += kThreads) sum += vcol[static_cast<int64_t>(sel[j]) * C];
+  double sum = 0;
+  for (int j = tid; j < k; j += kThreads) sum += static_cast<double>(vcol[static_cast<int64_t>(sel[j]) * C]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, o);
   if (lane == 0) s_red[warp] = sum;
   __syncthreads();
   if (tid == 0) {
-    scalar_t s = 0;
+    double s = 0;
     for (int w = 0; w < kWarps; ++w) s += s_red[w];
-    pooled[b * C + c] = s / static_cast<scalar_t>(k);
+    pooled[b * C + c] = static_cast<scalar_t>(s / static_cast<double>(k));
   }
 }
 
@@ -239,8 +240,8 @@ void launch(const char* op, ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths,
   if (use_ws && ws_sel == 0) fail(op, "ws_keys given without ws_sel");
   const int64_t smem = use_ws ? 0 : smem_bytes(T, kmax, dtype);
   if (smem > kSmemBudget) fail(op, "column too long for shared memory: pass workspaces");
-  topk_kernel<scalar_t><<<static_cast<unsigned int>(cols), kThreads, static_cast<size_t>(smem),
-                          as_stream(stream)>>>(
+  SAL_LAUNCH(static_cast<unsigned int>(cols), kThreads, static_cast<size_t>(smem), as_stream(stream),
+             topk_kernel<scalar_t>)(
       as_ptr<const scalar_t>(score), as_ptr<const scalar_t>(value),
       as_ptr<const int64_t>(kvec), as_ptr<const int64_t>(lengths), as_ptr<scalar_t>(pooled),
       as_ptr<int64_t>(indices), as_ptr<scalar_t>(mask), T, C, kmax, as_ptr<key_t>(ws_keys),
@@ -275,7 +276,8 @@ bool topk_needs_workspace_cuda(int64_t T, int64_t kmax, int dtype) {
 void topk_mil_cuda(ptr_t score, ptr_t value, ptr_t kvec, ptr_t lengths, ptr_t pooled,
                    ptr_t indices, int64_t B, int64_t T, int64_t C, int64_t kmax, int dtype,
                    ptr_t ws_keys, ptr_t ws_sel, ptr_t nan_flag, int device, ptr_t stream) {
-  if (pooled == 0 || indices == 0 || value == 0) fail("topk_mil", "null output or value pointer");
+  // (an empty [B, T, 0] input has null pointers and nothing to do: found by the emulator)
+  if (B * C > 0 && (pooled == 0 || indices == 0 || value == 0)) fail("topk_mil", "null output or value pointer");
   SAL_DISPATCH_FLOAT(dtype, "topk_mil", [&] {
     launch<scalar_t>("topk_mil", score, value, kvec, lengths, pooled, indices, 0, B, T, C, kmax,
                      dtype, ws_keys, ws_sel, nan_flag, device, stream);
@@ -304,7 +306,7 @@ void topk_mil_backward_cuda(ptr_t grad_pooled, ptr_t indices, ptr_t kvec, ptr_t 
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(n, threads), 65535LL * 8));
   SAL_DISPATCH_FLOAT(dtype, "topk_mil", [&] {
-    topk_backward_kernel<scalar_t><<<blocks, threads, 0, as_stream(stream)>>>(
+    SAL_LAUNCH(blocks, threads, 0, as_stream(stream), topk_backward_kernel<scalar_t>)(
         as_ptr<const scalar_t>(grad_pooled), as_ptr<const int64_t>(indices),
         as_ptr<const int64_t>(kvec), as_ptr<scalar_t>(grad_value), B, T, C, kmax);
   });
