@@ -158,12 +158,13 @@ def test_eps_and_clamped_norm(device, scale_x, eps):
 def test_kernel_propagates_nan(device, normalize):
     """A NaN in x gives NaN where the torch formula gives NaN, on CPU and CUDA alike (the CUDA
     kernel's signed sqrt and norm clamp used to turn it into 0 / a finite row). Calls the kernel
-    op directly: what the public front does with non-finite input is its own policy."""
-    from sal_ext.ops.second_order_pool import _sop_forward
+    call directly: what the public front does with non-finite input is its own policy (it
+    refuses it: test_non_finite_x_raises)."""
+    from sal_ext.ops.second_order_pool import _kernel_forward
     x = torch.randn(3, 6, 9, dtype=torch.float64, device=device)
     x[1, 2, 4] = float("nan")
     for center in (False, True):
-        y, _ = _sop_forward(x, None, 0, center, 1e-5, normalize)
+        y, _ = _kernel_forward(x, None, 0, center, 1e-5, normalize)
         want = second_order_pool_reference(x, center=center, normalize=normalize)
         assert bool(torch.isnan(y[1]).any()) and torch.equal(torch.isnan(y), torch.isnan(want))
         torch.testing.assert_close(y, want, rtol=1e-10, atol=1e-12, equal_nan=True)

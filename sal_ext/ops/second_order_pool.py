@@ -40,13 +40,12 @@ def _lengths_ptr(lengths: Optional[torch.Tensor]) -> int:
     return C.ptr(lengths) if lengths is not None else 0
 
 
-@torch.library.custom_op("sal_ext::second_order_pool_fwd", mutates_args=())
-def _sop_forward(
+def _kernel_forward(
     x: torch.Tensor, lengths: Optional[torch.Tensor], scale_mode: int, center: bool, eps: float,
     normalize: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The kernel call alone (no input or output policy): (y, row norms)."""
     B, D, T = x.shape
-    C.check_finite(x, "x", _OP)  # here, not in the front: runs at run time under torch.compile
     y = x.new_empty(B, D * D)
     norm = x.new_empty(B)
     dev = C.kernel_device(x.device)
@@ -59,6 +58,16 @@ def _sop_forward(
     else:
         C.call("second_order_pool_forward", "cpu", C.ptr(x), _lengths_ptr(lengths), C.ptr(y),
                C.ptr(norm), B, D, T, scale_mode, center, eps, normalize, C.dtype_code(x))
+    return y, norm
+
+
+@torch.library.custom_op("sal_ext::second_order_pool_fwd", mutates_args=())
+def _sop_forward(
+    x: torch.Tensor, lengths: Optional[torch.Tensor], scale_mode: int, center: bool, eps: float,
+    normalize: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    C.check_finite(x, "x", _OP)  # here, not in the front: runs at run time under torch.compile
+    y, norm = _kernel_forward(x, lengths, scale_mode, center, eps, normalize)
     _check_norm(norm, x.dtype)
     return y, norm
 
