@@ -237,10 +237,18 @@ def test_resume_of_killed_two_rank_run_is_exact(two_ranks):
 
 
 def _unsharded_test_eval(ckpt_path, root):
+    """The unsharded evaluation, at the children's thread count (OMP_NUM_THREADS=1): torch's CPU
+    convolutions and sums split their work by thread count, so results are bit-equal only at equal
+    thread counts (sharding itself changes no bit; see README, More than one GPU)."""
     model, cfg = infer.load_checkpoint(str(ckpt_path), None, [], "cpu")
     cfg = dict(cfg, data_root=root)
     ds = train.build_split(cfg, cfg["train"]["test_split"], "uniform")
-    return train.evaluate_split(model, ds, cfg, torch.device("cpu"), batch_size=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(_env()["OMP_NUM_THREADS"]))
+    try:
+        return train.evaluate_split(model, ds, cfg, torch.device("cpu"), batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_sharded_evaluation_equals_unsharded(two_ranks, root):
