@@ -262,6 +262,7 @@ def test_sharded_evaluation_equals_unsharded(two_ranks, root):
     with open(base / "u" / "results.json") as f:
         assert json.load(f) == json.loads(json.dumps(ref["results"]))
     assert "mAP@0.10" in two_ranks["out_u"] and "avg 0.1:0.7" in two_ranks["out_u"]
+    assert two_ranks["out_u"].count("run folder:") == 1 and two_ranks["out_u"].count("data:") == 1
 
 
 def test_infer_split_root_sharded(two_ranks, root):
