@@ -791,9 +791,11 @@ def _is_builtin_synthetic(cfg: Dict[str, Any]) -> bool:
 def resume_command(out: str) -> str:
     """The command that continues the run in `out` (torchrun with the same processes)."""
     ctx = distributed.current()
-    launcher = (f"torchrun --nproc_per_node {ctx.world} -m sal_ext.train" if ctx.world > 1
-                else "python -m sal_ext.train")
-    return f"{launcher} --resume {out}"
+    if ctx.world == 1:
+        return f"python -m sal_ext.train --resume {out}"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or ctx.world)
+    nodes = f"--nnodes {ctx.world // local} " if ctx.world > local else ""
+    return f"torchrun {nodes}--nproc_per_node {local} -m sal_ext.train --resume {out}"
 
 
 def _main(argv=None) -> int:
