@@ -95,6 +95,7 @@ from .evaluation.proposals import average_recall_vs_proposals  # noqa: F401
 from .evaluation.summary import summarize
 from .evaluation.table import dropped_line, format_protocol_table, format_table, table_rows, to_json
 from .evaluation.thresholds import DATASETS, PROTOCOLS, check_protocol, default_thresholds, parse_tiou  # noqa: F401
+from .evaluation.thresholds import check_unique
 from .evaluation.thumos14 import thumos14_ap
 from .evaluation.wtalc import ambiguous_mask, to_snippets
 from .ops.detection import check_thresholds
@@ -139,7 +140,7 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
     """
     check_protocol(protocol)
     thr = default_thresholds(dataset, protocol) if tiou_thresholds is None else \
-        check_thresholds(tiou_thresholds, "detection_map")
+        check_unique(check_thresholds(tiou_thresholds, "detection_map"), "detection_map: `tiou_thresholds`")
     if protocol == "wtalc":
         fps, frames_per_snippet = _positive(fps, "fps"), _positive(frames_per_snippet, "frames_per_snippet")
     amb_list: list = []
