@@ -44,9 +44,10 @@ challenge folder's ``Ambiguous_<subset>.txt``, and ``--ambiguous FILE`` / ``ambi
 
 ``--tiou`` is either a comma-separated list (``0.3,0.5,0.7``: the floats exactly as written)
 or ``start:stop:step`` (``0.1:0.7:0.1``): like ``np.linspace(start, stop, n)`` with
-``n = round((stop - start) / step) + 1``, i.e. both ends included. It applies to every
-protocol. An average is printed only for a range the thresholds cover and is labelled by
-what it averages (``sal_ext.evaluation.thresholds``).
+``n = round((stop - start) / step) + 1``, i.e. both ends included; an empty item
+(``0.3,,0.5``) or a threshold given twice is refused. It applies to every protocol. An
+average is printed only for a range the thresholds cover and is labelled by what it averages
+(``sal_ext.evaluation.thresholds``).
 
 Files (``sal_ext.evaluation.loading``): ground truth ``{"database": {video: {"subset": s,
 "annotations": [{"label": l, "segment": [start, end]}, ...]}}}`` or a folder of the

@@ -60,7 +60,7 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
-        if sniff(path) not in ("zip", "pickle"):
+        if getattr(exc, "errno", None) is None and sniff(path) not in ("zip", "pickle"):  # not an OS error
             raise _user_error(f"--checkpoint {path}: not a PyTorch checkpoint (torch.save's format): it is "
                               f"{describe(path)}") from None
         raise _user_error(f"--checkpoint: cannot read {path}: {exc}") from None
@@ -105,8 +105,7 @@ def _load(path: str, flag: str) -> np.ndarray:
     try:
         x = np.load(path)
     except (OSError, ValueError, EOFError) as exc:
-        kind = sniff(path)
-        if kind != "npy":
+        if getattr(exc, "errno", None) is None and sniff(path) != "npy":  # not an OS error: the content
             raise _user_error(f"{flag} {path}: not a NumPy .npy file: it is {describe(path)} (save the "
                               f"[T, D] array with np.save)") from None
         if "Object arrays" in str(exc):
