@@ -415,7 +415,7 @@ def test_cpu_windowed_equals_plain_scans(monkeypatch, method):
         scale = [1.0, 1e3, 1e5][trial % 3]
         seg, sc, lab = _random_case(n, labels=trial % 2 == 1, quantize=trial % 4 == 0, gen=gen)
         seg = seg * scale
-        kw = dict(iou_threshold=[-0.2, 0.0, 0.4, 1.0][trial % 4], method=method, sigma=0.3,
+        kw = dict(iou_threshold=[0.05, 0.0, 0.4, 1.0][trial % 4], method=method, sigma=0.3,
                   plus_one=trial % 3 == 1, min_score=[None, 0.3][trial % 2], max_keep=[None, 7][trial % 5 == 0])
         monkeypatch.setattr(nms_mod, "_CPU_WINDOWED", 2)
         a = nms_1d(seg, sc, lab, backend="kernel", **kw)
