@@ -68,7 +68,7 @@ def test_default_out_is_unique(tmp_path):
 
 
 def _start(cwd, args):
-    env = dict(os.environ, PYTHONPATH=PKG_PARENT, OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=PKG_PARENT, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.Popen([sys.executable, "-m", "sal_ext.train"] + args, cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -88,8 +88,9 @@ def test_signal_saves_last_pt_and_resume_is_exact(root, tmp_path, sig, status):
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=240)
     assert p.returncode == status, stderr[-2000:]
-    err = [ln for ln in stderr.splitlines() if ln.strip()]
+    err = [ln for ln in stderr.splitlines() if ln.startswith("python -m sal_ext.train:")]
     assert len(err) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.rstrip().splitlines()[-1] == err[0]     # the last word, one line
     ck = torch.load(out / "last.pt", weights_only=False)
     steps = [r["step"] for r in _lines(log)]
     assert 2 <= ck["step"] < 12 and steps == list(range(1, ck["step"] + 1))
