@@ -21,19 +21,13 @@ import copy
 import json
 from typing import Any, Dict, Iterable, List
 
-import numpy as np
-
 from .config_schema import unknown_key_message, validate_config  # noqa: F401  (validate_config: re-export)
+from .inference_config import THUMOS_ACT_THRESHOLDS, InferenceConfig
 
 THUMOS_TIOU = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 ANET_TIOU = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
-# The reference's OIC thresholds, np.arange(0.1, 1.0, 0.1) with its exact values
-# (0.30000000000000004, 0.7000000000000001, ...): which upsampled positions lie above a
-# threshold, and so the proposals, depends on them. sal_ext.inference uses these too.
-THUMOS_ACT_THRESHOLDS = tuple(float(t) for t in np.arange(0.1, 1.0, 0.1))
-
-# sal_ext.inference.InferenceConfig defaults (the reference THUMOS inference)
+# sal_ext.inference_config.InferenceConfig defaults (the reference THUMOS inference)
 INFERENCE_THUMOS = {
     "class_threshold": 0.25,
     "score_weight": 0.35,           # s = softmax(beta * cas_top + (1 - beta) * sc)
@@ -220,8 +214,7 @@ def apply_overrides(cfg: Dict[str, Any], items: Iterable[str]) -> Dict[str, Any]
 
 
 def inference_config(cfg: Dict[str, Any]):
-    """sal_ext.inference.InferenceConfig from the preset's "inference" dict."""
-    from .inference import InferenceConfig  # the proposals branch
+    """sal_ext.inference_config.InferenceConfig from the preset's "inference" dict."""
     kw = dict(cfg["inference"])
     for key in ("fuse_weights", "act_thresholds"):
         if kw.get(key) is not None:
