@@ -1,4 +1,4 @@
-"""Config validation (sal_ext.config_schema): every key of every preset, one pass before any
+"""Config validation (sal_ext.config.schema): every key of every preset, one pass before any
 data is read or any model is built, one-line errors naming the key, the value and the rule."""
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from sal_ext import config as C
 from sal_ext import infer, train
-from sal_ext.config_schema import RULES, ConfigError, leaves, validate_config
+from sal_ext.config.schema import RULES, ConfigError, leaves, validate_config
 
 # key: (a valid value, a value of the wrong type, a value out of range / not allowed or None)
 CASES = {

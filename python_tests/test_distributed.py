@@ -26,13 +26,6 @@ TINY = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segm
         "--seed", "3", "--device", "cpu"]   # gloo, also where a GPU exists
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    from sal_ext.data.synthetic import ensure_synthetic
-    return ensure_synthetic(cache_dir=str(tmp_path_factory.mktemp("synth")), seed=0, num_train=12,
-                            num_test=6, num_classes=20, feature_dim=64, min_len=40, max_len=80)
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,8 +130,8 @@ def test_global_mean_var_is_the_unbiased_statistic_of_all_values():
 
 
 # -- one process under torchrun = the plain run ------------------------------------------------
-def test_world_size_1_equals_plain_run(root, tmp_path):
-    args = ["--data-root", root, "--max-steps", "7", "--eval-every", "3"] + TINY
+def test_world_size_1_equals_plain_run(tiny_root, tmp_path):
+    args = ["--data-root", tiny_root, "--max-steps", "7", "--eval-every", "3"] + TINY
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as the children
     try:
@@ -155,13 +148,13 @@ def test_world_size_1_equals_plain_run(root, tmp_path):
 
 # -- two ranks: a run killed on one rank, its resume, an uninterrupted run -----------------------
 @pytest.fixture(scope="module")
-def two_ranks(root, tmp_path_factory):
+def two_ranks(tiny_root, tmp_path_factory):
     """K: 2 one-process 'nodes'; rank 1 is killed (SIGKILL) after its 7th step. R: K resumed
     on 2 ranks to step M = K's last checkpoint + 4. U: the same M steps uninterrupted."""
     base = tmp_path_factory.mktemp("ranks")
     # --val-fraction 0.17: 10 training videos = 2 global batches of 2 x 2 and a tail of 2 (1 a
     # rank); evaluations every 5 steps on the 2 held-out videos, the test split at the end
-    args = ["--data-root", root, "--eval-every", "5", "--set", "save_every=3",
+    args = ["--data-root", tiny_root, "--eval-every", "5", "--set", "save_every=3",
             "--val-fraction", "0.17"] + TINY
     hk, hu = base / "hash_k", base / "hash_u"
     hk.mkdir()
@@ -292,11 +285,11 @@ def _unsharded_test_eval(ckpt_path, root):
         torch.set_num_threads(threads)
 
 
-def test_sharded_evaluation_equals_unsharded(two_ranks, root):
+def test_sharded_evaluation_equals_unsharded(two_ranks, tiny_root):
     base = two_ranks["base"]
     final = _jsonl(base / "u" / "eval_log.jsonl")[-1]
     assert final["final"] and final["world_size"] == 2
-    ref = _unsharded_test_eval(base / "u" / "best.pt", root)
+    ref = _unsharded_test_eval(base / "u" / "best.pt", tiny_root)
     assert final["mAP"] == ref["mAP"] and final["averages"] == ref["averages"]
     assert final["num_detections"] == ref["num_detections"] > 0
     assert final["classification_accuracy"] == ref["classification_accuracy"]
@@ -306,12 +299,12 @@ def test_sharded_evaluation_equals_unsharded(two_ranks, root):
     assert two_ranks["out_u"].count("run folder:") == 1 and two_ranks["out_u"].count("data:") == 1
 
 
-def test_infer_split_root_sharded(two_ranks, root):
+def test_infer_split_root_sharded(two_ranks, tiny_root):
     base = two_ranks["base"]
-    out = _torchrun(str(base), 2, ["--checkpoint", str(base / "u" / "best.pt"), "--split-root", root,
+    out = _torchrun(str(base), 2, ["--checkpoint", str(base / "u" / "best.pt"), "--split-root", tiny_root,
                                    "--device", "cpu", "--out", str(base / "sharded.json")],
                     module="sal_ext.infer")
-    ref = _unsharded_test_eval(base / "u" / "best.pt", root)
+    ref = _unsharded_test_eval(base / "u" / "best.pt", tiny_root)
     with open(base / "sharded.json") as f:
         assert json.load(f) == json.loads(json.dumps(ref["results"]))
     assert out.count("mAP@0.10") == 1                      # rank 0 alone prints

@@ -36,7 +36,7 @@ import torch
 from . import distributed
 from .config import PRESETS, apply_overrides, get_preset
 from .checkpoint_fit import mismatch_message
-from .config_schema import validate_config
+from .config.schema import validate_config
 from .file_kinds import describe, sniff
 from .model import build_model, load_reference_state_dict
 from . import train as _train

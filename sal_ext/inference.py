@@ -26,48 +26,15 @@ import os
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from .config import THUMOS_ACT_THRESHOLDS  # np.arange(0.1, 1.0, 0.1), the reference's exact values
+from .inference_config import THUMOS_ACT_THRESHOLDS, InferenceConfig  # noqa: F401  (re-exported)
 from .ops import nms_1d
 from .ops._common import check_finite
 from .ops.proposals import oic_proposals_batched
-
-
-@dataclass
-class InferenceConfig:
-    """Post-processing settings; defaults are the THUMOS14 reference (SAL_SPEC.md)."""
-
-    class_threshold: float = 0.25          # classes with video score >= this; argmax if none
-    score_weight: float = 0.35             # s = softmax(w * cas_top + (1 - w) * sc)
-    topk_r: int = 8                        # k = T // r time steps for cas_top
-    fuse_weights: tuple = (1 / 3, 1 / 3, 1 / 3)  # combined = w0*softmax(cas) + w1*a_rgb + w2*a_flow
-    act_thresholds: tuple = THUMOS_ACT_THRESHOLDS
-    upsample: int = 24
-    outer_ratio: float = 0.2               # the reference passes gamma (0.2) as the OIC ratio
-    gamma: float = 0.2
-    nms_method: str = "sal"                # "sal" (reference soft-NMS) | "hard" | "linear" | "gaussian"
-    nms_threshold: float = 0.4
-    nms_sigma: float = 0.3                 # the reference's nms_alpha
-    nms_plus_one: bool = True              # reference quirk: +1 on second-valued lengths
-    fps: float = 25.0
-    frames_per_snippet: int = 16
-    max_detections: Optional[int] = None   # per video, highest scores after NMS (None: all)
-    # Added fields (defaults keep the THUMOS reference behaviour):
-    oic_skip_first_only: bool = True       # reference `positions.any()` quirk (see ops.proposals)
-    version: str = "VERSION 1.3"
-    external_data: dict = field(default_factory=dict)
-
-    @classmethod
-    def activitynet(cls, **overrides) -> "InferenceConfig":
-        """lizhilin-ustc/SAL_ActivityNet test settings (main_SA13_1.py, config13_base.py)."""
-        base = cls(class_threshold=0.1, score_weight=0.5, topk_r=4, fuse_weights=(0.6, 0.2, 0.2),
-                   nms_threshold=0.7, nms_sigma=0.35)
-        return replace(base, **overrides)
 
 
 def _fuse(p: torch.Tensor, a_rgb: torch.Tensor, a_flow: torch.Tensor, w) -> torch.Tensor:

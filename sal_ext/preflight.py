@@ -1,5 +1,5 @@
 """Checks a training run makes before its first step, beyond the config's own rules
-(sal_ext.config_schema): the values that name data are checked against the data, and the
+(sal_ext.config.schema): the values that name data are checked against the data, and the
 model's and optimizer's memory is estimated from the config before anything is allocated.
 
 Each check raises ValueError with a one-line message naming the setting.
