@@ -13,7 +13,7 @@ import torch
 
 import sal_ext
 from sal_ext import preflight, run_folder, train
-from test_train import TINY, root  # noqa: F401  (the tiny synthetic set fixture)
+from tiny_run import TINY
 
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sal_ext.__file__)))
 
@@ -35,9 +35,9 @@ def _error(capsys, fn):
     return msg
 
 
-def test_out_holding_a_run_is_refused_and_left_untouched(root, tmp_path, capsys):
+def test_out_holding_a_run_is_refused_and_left_untouched(tiny_root, tmp_path, capsys):
     out = str(tmp_path / "exp1")
-    args = ["--data-root", root, "--out", out, "--max-steps", "2", "--eval-every", "2"] + TINY
+    args = ["--data-root", tiny_root, "--out", out, "--max-steps", "2", "--eval-every", "2"] + TINY
     assert train.main(args) == 0
     before = _snapshot(out)
     msg = _error(capsys, lambda: train.main(args))
@@ -45,19 +45,19 @@ def test_out_holding_a_run_is_refused_and_left_untouched(root, tmp_path, capsys)
     assert _snapshot(out) == before                      # not a byte changed
 
 
-def test_out_not_empty_or_a_file_is_refused(root, tmp_path, capsys):
+def test_out_not_empty_or_a_file_is_refused(tiny_root, tmp_path, capsys):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    msg = _error(capsys, lambda: train.main(["--data-root", root, "--out", str(other), "--max-steps", "1"] + TINY))
+    msg = _error(capsys, lambda: train.main(["--data-root", tiny_root, "--out", str(other), "--max-steps", "1"] + TINY))
     assert "is not empty (1 entry, e.g. 'notes.txt')" in msg
     assert os.listdir(other) == ["notes.txt"]
-    msg = _error(capsys, lambda: train.main(["--data-root", root, "--out", str(other / "notes.txt"),
+    msg = _error(capsys, lambda: train.main(["--data-root", tiny_root, "--out", str(other / "notes.txt"),
                                              "--max-steps", "1"] + TINY))
     assert "is a file" in msg and "--out" in msg
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert train.main(["--data-root", root, "--out", str(empty), "--max-steps", "1"] + TINY) == 0
+    assert train.main(["--data-root", tiny_root, "--out", str(empty), "--max-steps", "1"] + TINY) == 0
 
 
 def test_default_out_is_unique(tmp_path):
@@ -74,8 +74,8 @@ def _start(cwd, args):
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_last_pt_and_resume_is_exact(root, tmp_path, sig, status):
-    args = ["--data-root", root, "--max-steps", "12", "--eval-every", "5"] + TINY
+def test_signal_saves_last_pt_and_resume_is_exact(tiny_root, tmp_path, sig, status):
+    args = ["--data-root", tiny_root, "--max-steps", "12", "--eval-every", "5"] + TINY
     out = tmp_path / "k"
     p = _start(str(tmp_path), args + ["--out", str(out)])
     log = out / "train_log.jsonl"
@@ -109,19 +109,19 @@ def test_signal_saves_last_pt_and_resume_is_exact(root, tmp_path, sig, status):
     assert _lines(log) == _lines(ref / "train_log.jsonl")
 
 
-def test_relative_data_root_is_stored_absolute(root, tmp_path, monkeypatch):
-    monkeypatch.chdir(os.path.dirname(root))
+def test_relative_data_root_is_stored_absolute(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(tiny_root))
     out = str(tmp_path / "r")
-    assert train.main(["--data-root", os.path.basename(root), "--out", out, "--max-steps", "1"] + TINY) == 0
+    assert train.main(["--data-root", os.path.basename(tiny_root), "--out", out, "--max-steps", "1"] + TINY) == 0
     with open(os.path.join(out, "config.json")) as f:
-        assert json.load(f)["data_root"] == root
+        assert json.load(f)["data_root"] == tiny_root
     monkeypatch.chdir(tmp_path)                           # resume from elsewhere
     assert train.main(["--resume", out, "--max-steps", "2", "--no-progress"]) == 0
 
 
-def test_resume_missing_data_root_names_it(root, tmp_path, capsys):
+def test_resume_missing_data_root_names_it(tiny_root, tmp_path, capsys):
     out = str(tmp_path / "m")
-    assert train.main(["--data-root", root, "--out", out, "--max-steps", "1"] + TINY) == 0
+    assert train.main(["--data-root", tiny_root, "--out", out, "--max-steps", "1"] + TINY) == 0
     ck = torch.load(os.path.join(out, "last.pt"), weights_only=False)
     ck["config"]["data_root"] = str(tmp_path / "gone")
     torch.save(ck, os.path.join(out, "last.pt"))
@@ -129,9 +129,9 @@ def test_resume_missing_data_root_names_it(root, tmp_path, capsys):
     assert f"data folder {tmp_path / 'gone'}" in msg and "--data-root" in msg
 
 
-def test_resume_of_finished_run_logs_nothing_twice(root, tmp_path):
+def test_resume_of_finished_run_logs_nothing_twice(tiny_root, tmp_path):
     out = str(tmp_path / "f")
-    assert train.main(["--data-root", root, "--out", out, "--max-steps", "4", "--eval-every", "2"] + TINY) == 0
+    assert train.main(["--data-root", tiny_root, "--out", out, "--max-steps", "4", "--eval-every", "2"] + TINY) == 0
     before = _snapshot(out)
     assert train.main(["--resume", out, "--no-progress"]) == 0
     after = _snapshot(out)
@@ -142,31 +142,31 @@ def test_resume_of_finished_run_logs_nothing_twice(root, tmp_path):
     assert len(ev_b) == len(ev_a.decode().splitlines())
 
 
-def test_resume_without_optimizer_state_says_so(root, tmp_path, capsys):
+def test_resume_without_optimizer_state_says_so(tiny_root, tmp_path, capsys):
     out = str(tmp_path / "b")
-    assert train.main(["--data-root", root, "--out", out, "--max-steps", "2", "--eval-every", "2"] + TINY) == 0
+    assert train.main(["--data-root", tiny_root, "--out", out, "--max-steps", "2", "--eval-every", "2"] + TINY) == 0
     msg = _error(capsys, lambda: train.main(["--resume", os.path.join(out, "best.pt")]))
     assert "holds no optimizer state" in msg and "last.pt" in msg
 
 
-def test_data_naming_values_checked_before_the_first_step(root, tmp_path, capsys):
+def test_data_naming_values_checked_before_the_first_step(tiny_root, tmp_path, capsys):
     out = tmp_path / "s"
-    msg = _error(capsys, lambda: train.main(["--data-root", root, "--out", str(out), "--max-steps", "1",
+    msg = _error(capsys, lambda: train.main(["--data-root", tiny_root, "--out", str(out), "--max-steps", "1",
                                              "--set", "eval.subset=nosuch"] + TINY))
     assert "eval.subset='nosuch'" in msg and "'test'" in msg
     assert not out.exists()                               # no step, no run folder
-    msg = _error(capsys, lambda: train.main(["--data-root", root, "--out", str(out), "--max-steps", "1",
+    msg = _error(capsys, lambda: train.main(["--data-root", tiny_root, "--out", str(out), "--max-steps", "1",
                                              "--set", "eval.ambiguous_file=/no/such.txt"] + TINY))
     assert "eval.ambiguous_file" in msg
 
 
-def test_memory_estimate_refuses_a_model_that_cannot_fit(root, tmp_path, capsys):
+def test_memory_estimate_refuses_a_model_that_cannot_fit(tiny_root, tmp_path, capsys):
     t0 = time.perf_counter()
-    msg = _error(capsys, lambda: train.main(["--data-root", root, "--out", str(tmp_path / "h"),
+    msg = _error(capsys, lambda: train.main(["--data-root", tiny_root, "--out", str(tmp_path / "h"),
                                              *TINY, "--set", "model.hidden=100000"]))
     assert "model.hidden=100000" in msg and "parameters" in msg and "TiB" in msg
     assert not (tmp_path / "h").exists()
-    cfg = train.build_config(train.parse_args(["--data-root", root] + TINY))
+    cfg = train.build_config(train.parse_args(["--data-root", tiny_root] + TINY))
     n, need = preflight.training_memory(cfg)
     model = train.build_model(cfg)
     assert n == sum(p.numel() for p in model.parameters())
