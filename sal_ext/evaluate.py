@@ -26,7 +26,7 @@ The protocols (``protocol=``; default ``activitynet``):
   score each take the unmatched ground truth of their video with the highest tIoU if
   >= threshold. AP: interpolated (all points). Default thresholds: 0.1:0.7 (``--dataset
   thumos14``; averages 0.1:0.5, 0.3:0.7, 0.1:0.7) or 0.5:0.95 (``--dataset activitynet``).
-  See ``sal_ext.evaluation.activitynet`` and ``sal_ext.ops.detection``.
+  See ``sal_ext.evaluation.activitynet`` and ``sal_ext.numpy_ops.detection``.
 * ``wtalc`` -- W-TALC / CO2-Net / DELU / P-MIL's eval code. Units: snippets,
   ``round(t * fps / frames_per_snippet)`` (25 / 16). Filter: predictions whose snippet range
   shares a snippet with an ambiguous segment of their video are removed. Matching and AP:
@@ -77,7 +77,9 @@ Python API: ``detection_map(gt, pred, ..., protocol=)`` (paths or loaded dicts),
 ``detection_map_protocols(gt, pred, protocols)`` (several, one table),
 ``detection_map_arrays(...)`` (ActivityNet protocol on tensors/arrays, for the trainer) and
 ``average_recall_vs_proposals(gt, proposals, ...)`` (ActivityNet proposal metric, AR@AN).
-This module imports numpy, torch and ``sal_ext.ops`` only (not the model, data or trainer).
+This module imports numpy and ``sal_ext._C`` only: not torch (tensors are accepted where arrays
+are, when the caller has torch), not the model, data or trainer; it starts in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ from .evaluation.table import dropped_line, format_protocol_table, format_table,
 from .evaluation.thresholds import DATASETS, PROTOCOLS, check_protocol, default_thresholds, parse_tiou  # noqa: F401
 from .evaluation.thumos14 import thumos14_ap
 from .evaluation.wtalc import ambiguous_mask, to_snippets
-from .ops.detection import check_thresholds
+from .numpy_ops.detection import check_thresholds
 
 
 def _positive(x, name: str) -> float:
