@@ -124,6 +124,8 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
         dataset: "thumos14" or "activitynet" (the activitynet protocol's default thresholds
             and named averages).
         per_class: include {class name: [AP per tIoU]}.
+        backend: the detection_ap kernel's (activitynet, wtalc): "auto" (default, or
+            SAL_EXT_BACKEND), "kernel" or "torch" (its numpy fallback; the same numbers).
         protocol: "activitynet" (default), "wtalc" or "thumos14" (module docstring).
         drop_unknown_videos: ignore (instead of counting as false positives) the predictions
             of videos outside the ground-truth subset; not the official number.
@@ -229,7 +231,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                                           dataset=args.dataset, per_class=args.per_class,
                                           drop_unknown_videos=args.drop_unknown_videos, ambiguous=args.ambiguous,
                                           fps=args.fps, frames_per_snippet=args.snippet_frames)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:  # RuntimeError: SAL_EXT_BACKEND=kernel, none built
         msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
         p.exit(2, f"sal_ext.evaluate: error: {msg}\n")
     finally:
