@@ -22,7 +22,7 @@ import torch
 from .. import _backend, _ext
 from .._backend import BACKENDS, default_backend  # noqa: F401 (the torch-free choices, shared)
 from ..numpy_ops import checks as _checks
-from ..numpy_ops.checks import (check_length, check_num_classes, check_segment_shape,  # noqa: F401
+from ..numpy_ops.checks import (check_length, check_segment_shape,  # noqa: F401 (shared rules)
                                 coordinate_limit)
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
