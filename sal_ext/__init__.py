@@ -12,12 +12,13 @@ only the evaluator does not pay for torch.
 """
 import importlib as _importlib
 import os as _os
-import pkgutil as _pkgutil
 
 # Running from a source checkout (e.g. `python -m sal_ext.train` in the repository root after
 # `pip install .`) imports these sources, which have no compiled _C next to them: let the
 # package also look in the installed copy, so `sal_ext._C` resolves to the built extension.
 if not any(name.startswith("_C.") for name in _os.listdir(_os.path.dirname(__file__))):
+    import pkgutil as _pkgutil  # (here only: it costs a start-up 15 ms)
+
     __path__ = _pkgutil.extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
