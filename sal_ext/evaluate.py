@@ -26,7 +26,7 @@ The protocols (``protocol=``; default ``activitynet``):
   score each take the unmatched ground truth of their video with the highest tIoU if
   >= threshold. AP: interpolated (all points). Default thresholds: 0.1:0.7 (``--dataset
   thumos14``; averages 0.1:0.5, 0.3:0.7, 0.1:0.7) or 0.5:0.95 (``--dataset activitynet``).
-  See ``sal_ext.evaluation.activitynet`` and ``sal_ext.ops.detection``.
+  See ``sal_ext.evaluation.activitynet`` and ``sal_ext.numpy_ops.detection``.
 * ``wtalc`` -- W-TALC / CO2-Net / DELU / P-MIL's eval code. Units: snippets,
   ``round(t * fps / frames_per_snippet)`` (25 / 16). Filter: predictions whose snippet range
   shares a snippet with an ambiguous segment of their video are removed. Matching and AP:
@@ -78,7 +78,9 @@ Python API: ``detection_map(gt, pred, ..., protocol=)`` (paths or loaded dicts),
 ``detection_map_protocols(gt, pred, protocols)`` (several, one table),
 ``detection_map_arrays(...)`` (ActivityNet protocol on tensors/arrays, for the trainer) and
 ``average_recall_vs_proposals(gt, proposals, ...)`` (ActivityNet proposal metric, AR@AN).
-This module imports numpy, torch and ``sal_ext.ops`` only (not the model, data or trainer).
+This module imports numpy and ``sal_ext._C`` only: not torch (tensors are accepted where arrays
+are, when the caller has torch), not the model, data or trainer; it starts in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ from .evaluation.thresholds import DATASETS, PROTOCOLS, check_protocol, default_
 from .evaluation.thresholds import check_unique
 from .evaluation.thumos14 import thumos14_ap
 from .evaluation.wtalc import ambiguous_mask, to_snippets
-from .ops.detection import check_thresholds
+from .numpy_ops.detection import check_thresholds
 
 
 def _positive(x, name: str) -> float:
@@ -124,6 +126,8 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
         dataset: "thumos14" or "activitynet" (the activitynet protocol's default thresholds
             and named averages).
         per_class: include {class name: [AP per tIoU]}.
+        backend: the detection_ap kernel's (activitynet, wtalc): "auto" (default, or
+            SAL_EXT_BACKEND), "kernel" or "torch" (its numpy fallback; the same numbers).
         protocol: "activitynet" (default), "wtalc" or "thumos14" (module docstring).
         drop_unknown_videos: ignore (instead of counting as false positives) the predictions
             of videos outside the ground-truth subset; not the official number.
@@ -229,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                                           dataset=args.dataset, per_class=args.per_class,
                                           drop_unknown_videos=args.drop_unknown_videos, ambiguous=args.ambiguous,
                                           fps=args.fps, frames_per_snippet=args.snippet_frames)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:  # RuntimeError: SAL_EXT_BACKEND=kernel, none built
         msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
         p.exit(2, f"sal_ext.evaluate: error: {msg}\n")
     finally:

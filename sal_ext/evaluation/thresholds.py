@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ..ops.detection import check_thresholds
+from ..numpy_ops.detection import check_thresholds
 
 PROTOCOLS = ("activitynet", "wtalc", "thumos14")
 
