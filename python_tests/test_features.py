@@ -360,6 +360,24 @@ def test_resume_after_a_kill(weights, clips, tmp_path):
     assert np.load(out / "features" / "test" / "rgb" / "b.npy").shape == ((100 - 1) // 16, 1024)
 
 
+def test_infer_video_flags_refused_in_one_line(weights, clips, tmp_path):
+    from sal_ext import infer
+    ck = tmp_path / "ck.pt"
+    ck.write_bytes(b"never loaded")
+    video = os.path.join(clips["dir"], "c25.mp4")
+    w = ["--rgb-weights", weights["rgb"], "--flow-weights", weights["flow"]]
+    for argv, frag in ((["--video", video, "--features", video] + w, "--features cannot be combined with --video"),
+                       (["--video", video], "--video needs --rgb-weights"),
+                       (["--video", str(tmp_path / "none.mp4")] + w, "no such file"),
+                       (["--videos", str(tmp_path / "none")] + w, "no such folder"),
+                       (["--videos", clips["dir"], "--plot", "p.png"] + w, "--plot is for one video"),
+                       (["--features", video] + w, "--rgb-weights/--flow-weights make features from --video")):
+        with pytest.raises(SystemExit) as e:
+            infer.main(["--checkpoint", str(ck)] + argv)
+        msg = e.value.code
+        assert isinstance(msg, str) and "\n" not in msg and frag in msg, msg
+
+
 # ---------------------------------------------------------------------------------------------
 # round trip: features -> sal_ext.data check -> 10 training steps -> sal_ext.infer --video
 # ---------------------------------------------------------------------------------------------

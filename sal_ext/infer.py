@@ -190,6 +190,9 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.video or args.videos:
         check_video_flags(args)
         return
+    if args.rgb_weights or args.flow_weights:
+        raise _user_error("--rgb-weights/--flow-weights make features from --video FILE or --videos DIR; "
+                          "give one of those")
     if args.split_root:
         for flag in ("features", "rgb", "flow", "plot", "gt", "video_id", "top"):
             if getattr(args, flag) is not None:
@@ -276,7 +279,7 @@ def video_features(args: argparse.Namespace, specs: List[str], device) -> tuple:
     except (ValueError, ImportError, OSError) as exc:
         raise _user_error(exc) from None
     from .features.pipeline import default_workers
-    workers = default_workers(len(videos)) if args.workers is None else args.workers
+    workers = default_workers(len(videos), device) if args.workers is None else args.workers
     feats, errors = features_in_memory(videos, nets, settings, workers=workers, batch_size=args.batch_size,
                                        progress=not args.no_progress)
     return {k: np.concatenate([r, f], axis=1) for k, (r, f, _) in feats.items()}, errors

@@ -107,7 +107,7 @@ def _main(args) -> int:
     if problem:
         raise _error(problem)
     mine = [videos[i] for i in distributed.shard_indices(len(videos), 1)]
-    workers = default_workers(len(mine)) if args.workers is None else args.workers
+    workers = default_workers(len(mine), ctx.device) if args.workers is None else args.workers
     res = extract_to_folder(args.out, args.split, mine, nets, settings, workers=workers,
                             batch_size=args.batch_size, overwrite=args.overwrite,
                             progress=not args.no_progress and ctx.is_main, record=record,

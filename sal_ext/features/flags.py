@@ -26,8 +26,8 @@ def add_extraction_flags(p: argparse.ArgumentParser, weights_required: bool = Tr
                    help="precision of the I3D networks (float16: with --device cuda)")
     p.add_argument("--batch-size", type=int, default=8, help="chunks per network call (8)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding/flow processes (default: one per two CPU cores, at most one a video; "
-                        "0: all in this process)")
+                   help="decoding/flow processes (default: one per two CPU cores on CPU, every core but "
+                        "one with a GPU; at most one a video; 0: all in this process)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

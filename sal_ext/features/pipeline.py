@@ -86,9 +86,16 @@ def _worker(wid: int, tasks, results, settings: Settings, piece_chunks: int, cv_
         _produce(path, settings, piece_chunks, lambda msg: results.put((msg[0], idx, msg[1])))
 
 
-def default_workers(num_videos: int) -> int:
-    """One process per two cores (the networks need the others), at least one, at most one a video."""
-    return max(1, min(num_videos, (os.cpu_count() or 2) // 2))
+def default_workers(num_videos: int, device="cpu") -> int:
+    """Decoding/flow processes: on CPU one per two cores (the networks need the others); on a
+    GPU every core but one, shared by the processes of this machine under torchrun. At least
+    one, at most one a video."""
+    cores = os.cpu_count() or 2
+    if torch.device(device).type == "cuda":
+        n = (cores - 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    else:
+        n = cores // 2
+    return max(1, min(num_videos, n))
 
 
 def run(videos: Sequence[Tuple[str, str]], settings: Settings, nets: Networks,

@@ -1,7 +1,7 @@
 """The settings of a feature extraction: what features.json records and what resuming compares.
 
-Defaults are the convention of the two-stream I3D features the THUMOS14 / W-TALC-line WTAL
-papers use (W-TALC, Paul et al. 2018; its features are used by BaS-Net, CoLA, UM, SAL, ...):
+Defaults are the convention described for the two-stream I3D THUMOS14 features that most WTAL
+code bases pass along (W-TALC, Paul et al. 2018, and its successors):
 frames resampled to 25 fps, non-overlapping 16-frame chunks, frames resized to a shorter side of
 256 (denseflow / TSN's 340x256 for 4:3 video) and center-cropped to 224, RGB scaled to [-1, 1],
 TV-L1 optical flow clipped to [-20, 20] and scaled to [-1, 1], I3D pre-trained on ImageNet +
