@@ -8,7 +8,8 @@ decoding, 25 fps resampling), :mod:`.flow` (TV-L1), :mod:`.raft` (RAFT, needs to
 :mod:`.chunks` (16-frame chunks, crop, scaling), :mod:`.settings` (the convention and its
 sources), :mod:`.producer` (one video's network inputs), :mod:`.pipeline` (workers, batching),
 :mod:`.outputs` (layout, atomic writes, resume), :mod:`.extract` (the command's work, also used
-in memory by ``sal_ext.infer --video``), ``__main__`` (the command line).
+in memory by ``sal_ext.infer --video``), :mod:`.flags` (the flags both commands share),
+``__main__`` (the command line).
 
 Needs the ``[video]`` extra (PyAV, OpenCV contrib): ``pip install '.[video]'``. Without it,
 using any name of this package raises :class:`MissingExtra` (an ImportError) saying so.

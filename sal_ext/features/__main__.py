@@ -55,8 +55,12 @@ def main(argv=None) -> int:
     except MissingExtra as exc:
         raise _error(exc) from None
     from .. import distributed
-    with distributed.job(PROG):
-        return _main(args)
+    try:
+        with distributed.job(PROG):
+            return _main(args)
+    except KeyboardInterrupt:
+        raise _error("interrupted; the videos finished so far are kept: run the same command again "
+                     "to go on") from None
 
 
 def _main(args) -> int:
