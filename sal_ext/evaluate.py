@@ -44,9 +44,10 @@ challenge folder's ``Ambiguous_<subset>.txt``, and ``--ambiguous FILE`` / ``ambi
 
 ``--tiou`` is either a comma-separated list (``0.3,0.5,0.7``: the floats exactly as written)
 or ``start:stop:step`` (``0.1:0.7:0.1``): like ``np.linspace(start, stop, n)`` with
-``n = round((stop - start) / step) + 1``, i.e. both ends included. It applies to every
-protocol. An average is printed only for a range the thresholds cover and is labelled by
-what it averages (``sal_ext.evaluation.thresholds``).
+``n = round((stop - start) / step) + 1``, i.e. both ends included; an empty item
+(``0.3,,0.5``) or a threshold given twice is refused. It applies to every protocol. An
+average is printed only for a range the thresholds cover and is labelled by what it averages
+(``sal_ext.evaluation.thresholds``).
 
 Files (``sal_ext.evaluation.loading``): ground truth ``{"database": {video: {"subset": s,
 "annotations": [{"label": l, "segment": [start, end]}, ...]}}}`` or a folder of the
@@ -95,6 +96,7 @@ from .evaluation.proposals import average_recall_vs_proposals  # noqa: F401
 from .evaluation.summary import summarize
 from .evaluation.table import dropped_line, format_protocol_table, format_table, table_rows, to_json
 from .evaluation.thresholds import DATASETS, PROTOCOLS, check_protocol, default_thresholds, parse_tiou  # noqa: F401
+from .evaluation.thresholds import check_unique
 from .evaluation.thumos14 import thumos14_ap
 from .evaluation.wtalc import ambiguous_mask, to_snippets
 from .ops.detection import check_thresholds
@@ -139,7 +141,7 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
     """
     check_protocol(protocol)
     thr = default_thresholds(dataset, protocol) if tiou_thresholds is None else \
-        check_thresholds(tiou_thresholds, "detection_map")
+        check_unique(check_thresholds(tiou_thresholds, "detection_map"), "detection_map: `tiou_thresholds`")
     if protocol == "wtalc":
         fps, frames_per_snippet = _positive(fps, "fps"), _positive(frames_per_snippet, "frames_per_snippet")
     amb_list: list = []

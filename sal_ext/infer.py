@@ -27,6 +27,7 @@ Every flag combination either works or is refused in one line, and everything is
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -37,8 +38,10 @@ import torch
 
 from . import distributed
 from .config import PRESETS, apply_overrides, get_preset
+from .checkpoint_fit import mismatch_message
 from .config_schema import validate_config
 from .features.flags import add_extraction_flags
+from .file_kinds import describe, sniff
 from .model import build_model, load_reference_state_dict
 from . import train as _train
 from .train import _message
@@ -57,17 +60,19 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
 
     A missing or unreadable file, something that is not a state dict, a bad --set or a state
     dict that does not fit the preset's network raise SystemExit with a one-line message."""
-    if not os.path.isfile(path):
-        raise _user_error(f"--checkpoint {path}: no such file")
+    _check_file(path, "--checkpoint")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
+        if getattr(exc, "errno", None) is None and sniff(path) not in ("zip", "pickle"):  # not an OS error
+            raise _user_error(f"--checkpoint {path}: not a PyTorch checkpoint (torch.save's format): it is "
+                              f"{describe(path)}") from None
         raise _user_error(f"--checkpoint: cannot read {path}: {exc}") from None
     if not isinstance(ck, Mapping):
         raise _user_error(f"--checkpoint {path} holds a {type(ck).__name__}, not a state dict or a "
                           "checkpoint of sal_ext.train")
     if "config" in ck and "model" in ck:
-        cfg = ck["config"]
+        cfg = copy.deepcopy(ck["config"])  # --set must not edit the checkpoint's own record
         if preset is not None:
             keep = ("model", "num_classes", "feature_dim", "num_segments", "class_names")
             cfg = {**get_preset(preset), **{k: cfg.get(k) for k in keep if k in cfg}}
@@ -81,9 +86,10 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
     model = build_model(cfg)
     try:
         load_reference_state_dict(model, ck)
-    except (ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:  # another network
-        what = "" if preset else " (a reference state dict needs the matching --preset)"
-        raise _user_error(f"--checkpoint {path} does not fit the network{what}: {exc}") from None
+    except RuntimeError:  # load_state_dict: missing, unexpected or other-shaped tensors
+        raise _user_error(mismatch_message(path, ck, cfg, model.state_dict(), preset, overrides)) from None
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:  # not a state dict of tensors
+        raise _user_error(f"--checkpoint {path} is not a state dict of this network: {exc}") from None
     return model.to(device).eval(), cfg
 
 
@@ -103,7 +109,20 @@ def _load(path: str, flag: str) -> np.ndarray:
     try:
         x = np.load(path)
     except (OSError, ValueError, EOFError) as exc:
+        if getattr(exc, "errno", None) is None and sniff(path) != "npy":  # not an OS error: the content
+            raise _user_error(f"{flag} {path}: not a NumPy .npy file: it is {describe(path)} (save the "
+                              f"[T, D] array with np.save)") from None
+        if "Object arrays" in str(exc):
+            raise _user_error(f"{flag} {path}: holds Python objects (dtype object), not a [T, D] array of "
+                              f"numbers") from None
         raise _user_error(f"{flag} {path}: cannot read it as a .npy array: {exc}") from None
+    if isinstance(x, np.lib.npyio.NpzFile):
+        keys = list(x.files)
+        x.close()
+        shown = ", ".join(repr(k) for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
+        raise _user_error(f"{flag} {path}: an .npz archive of {len(keys)} array(s) ({shown}), not one .npy "
+                          f"array: save the [T, D] one alone, e.g. np.save('x.npy', np.load({path!r})"
+                          f"[{(keys or ['KEY'])[0]!r}])")
     if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         shape = getattr(x, "shape", None)
         raise _user_error(f"{flag} {path}: expected a [T, D] array with T, D >= 1, got shape {shape}")
@@ -182,11 +201,18 @@ def check_writable(path: str, flag: str) -> None:
         raise _user_error(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
+def _check_file(path: str, flag: str) -> None:
+    """`path` is an existing file (not a folder): else a one-line error saying which."""
+    if os.path.isdir(path):
+        raise _user_error(f"{flag} {path}: is a folder, expected a file")
+    if not os.path.isfile(path):
+        raise _user_error(f"{flag} {path}: no such file")
+
+
 def check_flags(args: argparse.Namespace) -> None:
     """Refuses, in one line, every combination of flags that would not do what it says, and
     inputs that are missing or outputs that cannot be written."""
-    if not os.path.isfile(args.checkpoint):
-        raise _user_error(f"--checkpoint {args.checkpoint}: no such file")
+    _check_file(args.checkpoint, "--checkpoint")
     if args.video or args.videos:
         check_video_flags(args)
         return
@@ -211,8 +237,8 @@ def check_flags(args: argparse.Namespace) -> None:
         raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR")
     for flag in ("features", "rgb", "flow", "gt"):
         path = getattr(args, flag)
-        if path is not None and not os.path.isfile(path):
-            raise _user_error(f"--{flag} {path}: no such file")
+        if path is not None:
+            _check_file(path, f"--{flag}")
     if args.gt and not args.plot:
         raise _user_error("--gt is drawn by --plot: give --plot FILE too")
     if args.out:
@@ -239,8 +265,8 @@ def check_video_flags(args: argparse.Namespace) -> None:
         if not getattr(args, need):
             raise _user_error(f"{flag} needs --{need.replace('_', '-')} (pytorch-i3d's "
                               f"{need.split('_')[0]}_imagenet.pt)")
-    if args.video and not os.path.isfile(args.video):
-        raise _user_error(f"--video {args.video}: no such file")
+    if args.video:
+        _check_file(args.video, "--video")
     if args.videos:
         if not os.path.isdir(args.videos):
             raise _user_error(f"--videos {args.videos}: no such folder")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -248,14 +249,18 @@ def _build_json(keep, scores, video, label, segments, localize, video_ids, class
 def save_results(results: dict, path: str) -> None:
     """Writes an ActivityNet results JSON atomically (temp file in the same folder, rename).
 
-    `results` is the JSON dict, or the whole dict returned by :func:`postprocess`.
+    `results` is the JSON dict, or the whole dict returned by :func:`postprocess`. The file
+    gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
+    replaces, else 0o666 less the umask (not mkstemp's 0o600).
     """
     if "pred_multi_hot" in results and "results" in results:
         results = results["results"]
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    mode = _open_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=folder)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "w") as fh:
             json.dump(results, fh)
             fh.flush()
@@ -267,6 +272,17 @@ def save_results(results: dict, path: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _open_mode(path: str) -> int:
+    """The permission bits open(path, "w") leaves on path: an existing file keeps its own,
+    a new one gets 0o666 less the process umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)  # the only portable way to read the umask: set it and put it back
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 __all__ = ["InferenceConfig", "postprocess", "save_results", "video_scores", "predict_classes",

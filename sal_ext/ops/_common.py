@@ -2,6 +2,9 @@
 
 Every kernel call goes through these checks first: the C++ side never sees an unchecked
 pointer. Bad input raises ValueError/TypeError with a message that names the argument.
+Layout, one rule for every op: any strides are accepted; a non-contiguous tensor (a transpose,
+a slice, an expand) is copied to a contiguous one by :func:`check_tensor`, differentiably, so
+gradients reach the caller's view as for any torch op.
 Tensors whose memory does not hold their values (negative or conjugate bit, efficient zero
 tensors) are materialised by :func:`resolve` in the checks, so every backend reads the values.
 The C++ kernels run on torch.get_num_threads() threads (see :func:`call`).
@@ -123,8 +126,11 @@ def check_tensor(
     device: Optional[torch.device] = None,
     contiguous: bool = True,
 ) -> torch.Tensor:
-    """Checks one tensor argument; returns it resolved (see :func:`resolve`): callers must use
-    the returned tensor. Raises TypeError/ValueError naming `name`."""
+    """Checks one tensor argument; returns it resolved (see :func:`resolve`) and, with
+    `contiguous` (the default), contiguous: a non-contiguous t is copied (``t.contiguous()``,
+    differentiable). Callers must use the returned tensor; contiguous=False leaves the layout
+    to the caller (who copies or reads it through numpy). Raises TypeError/ValueError naming
+    `name`."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided or t.is_nested:
@@ -143,8 +149,8 @@ def check_tensor(
             raise TypeError(f"{op}: `{name}` must have dtype {names}, got {str(t.dtype).replace('torch.', '')}")
     if device is not None and t.device != device:
         raise ValueError(f"{op}: `{name}` is on {t.device}, expected {device} (all inputs on one device)")
-    if contiguous and not t.is_contiguous():
-        raise ValueError(f"{op}: `{name}` must be contiguous (call .contiguous() first)")
+    if contiguous:
+        t = t.contiguous()  # t itself when already contiguous
     return t
 
 

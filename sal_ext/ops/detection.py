@@ -50,7 +50,7 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = No
     """tIoU of every segment of ``a`` with every segment of ``b``.
 
     Args:
-        a: [N, 2] (start, end) float32/float64, contiguous, finite, end >= start.
+        a: [N, 2] (start, end) float32/float64 (any strides), finite, end >= start.
         b: [M, 2] same dtype and device.
         backend: "auto" (default, or SAL_EXT_BACKEND), "kernel" or "torch".
 
