@@ -260,12 +260,12 @@ def test_cli_writes_the_thumos_layout_and_reports_each_bad_file(extracted, clips
     assert "Traceback" not in err
     rec = json.loads(Path(out, "features.json").read_text())
     assert rec["settings"]["fps"] == 25.0 and rec["settings"]["crop"] == 16 and rec["settings"]["flow"] == "tvl1"
-    assert sorted(rec["videos"]) == ["c25", "c30", "odd", "vfr"]
+    assert sorted(rec["videos"]) == ["test/c25", "test/c30", "test/odd", "test/vfr"]
     mode = 0o666 & ~outputs._umask()
-    for vid in rec["videos"]:
-        assert rec["videos"][vid]["T"] == 3 and rec["videos"][vid]["frames"] == 50
+    for key, entry in rec["videos"].items():
+        assert entry["T"] == 3 and entry["frames"] == 50 and entry["split"] == "test"
         for m in ("rgb", "flow"):
-            p = Path(out, "features", "test", m, vid + ".npy")
+            p = Path(out, "features", "test", m, key.split("/")[1] + ".npy")
             a = np.load(p)
             assert a.shape == (3, 1024) and a.dtype == np.float32 and np.isfinite(a).all()
             assert p.stat().st_mode & 0o777 == mode
@@ -345,7 +345,7 @@ def test_resume_after_a_kill(weights, clips, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         try:
-            if "a" in json.loads(rec_path.read_text())["videos"]:
+            if "test/a" in json.loads(rec_path.read_text())["videos"]:
                 break
         except (OSError, ValueError, KeyError):
             pass

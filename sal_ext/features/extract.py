@@ -152,7 +152,7 @@ def extract_to_folder(out: str, split: str, videos: Sequence[Tuple[str, str]], n
     record = record if record is not None else {"settings": settings_json, "videos": {}}
     todo, skipped = [], []
     for name, path in videos:
-        if not overwrite and outputs.is_done(out, split, name, record["videos"].get(name)):
+        if not overwrite and outputs.is_done(out, split, name, record["videos"].get(outputs.record_key(split, name))):
             skipped.append(name)
         else:
             todo.append((name, path))
@@ -165,7 +165,8 @@ def extract_to_folder(out: str, split: str, videos: Sequence[Tuple[str, str]], n
         outputs.save_npy(dst["rgb"], rgb)
         outputs.save_npy(dst["flow"], flow)
         entry = _entry(split, paths[name], rgb, info)
-        record["videos"][name] = result["entries"][name] = entry
+        key = outputs.record_key(split, name)
+        record["videos"][key] = result["entries"][key] = entry
         if write_record:
             outputs.save_json(os.path.join(out, outputs.FEATURES_JSON), record)
         result["done"].append(name)

@@ -4,7 +4,7 @@ Layout (THUMOS14's, what ``sal_ext.data`` reads)::
 
     OUT/features/<split>/rgb/<video>.npy     [T, 1024] float32
     OUT/features/<split>/flow/<video>.npy    [T, 1024] float32
-    OUT/features.json                        {"settings": {...}, "videos": {<video>: {...}}}
+    OUT/features.json                        {"settings": {...}, "videos": {"<split>/<video>": {...}}}
 
 Every file is written to a temporary file in its folder and renamed over the target
 (os.replace), with the permissions a plain new file gets under the umask: a kill leaves the
@@ -64,6 +64,11 @@ def save_json(path: str, obj: Any) -> None:
 def feature_paths(out: str, split: str, video: str) -> Dict[str, str]:
     base = os.path.join(out, "features", split)
     return {m: os.path.join(base, m, video + ".npy") for m in ("rgb", "flow")}
+
+
+def record_key(split: str, video: str) -> str:
+    """A video's key in features.json's "videos": "<split>/<video>"."""
+    return f"{split}/{video}"
 
 
 def read_record(out: str) -> Optional[Dict[str, Any]]:
