@@ -371,7 +371,9 @@ def test_infer_video_flags_refused_in_one_line(weights, clips, tmp_path):
                        (["--video", str(tmp_path / "none.mp4")] + w, "no such file"),
                        (["--videos", str(tmp_path / "none")] + w, "no such folder"),
                        (["--videos", clips["dir"], "--plot", "p.png"] + w, "--plot is for one video"),
-                       (["--features", video] + w, "--rgb-weights/--flow-weights make features from --video")):
+                       (["--features", video] + w, "--rgb-weights/--flow-weights make features from --video"),
+                       (["--video", os.path.join(clips["bad"], "garbage.mp4"), "--no-progress"] + w,
+                        "garbage.mp4: cannot open it as a video")):
         with pytest.raises(SystemExit) as e:
             infer.main(["--checkpoint", str(ck)] + argv)
         msg = e.value.code

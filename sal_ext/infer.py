@@ -307,7 +307,7 @@ def video_features(args: argparse.Namespace, specs: List[str], device) -> tuple:
     from .features.pipeline import default_workers
     workers = default_workers(len(videos), device) if args.workers is None else args.workers
     feats, errors = features_in_memory(videos, nets, settings, workers=workers, batch_size=args.batch_size,
-                                       progress=not args.no_progress)
+                                       progress=not args.no_progress, report=not args.video)
     return {k: np.concatenate([r, f], axis=1) for k, (r, f, _) in feats.items()}, errors
 
 

@@ -116,8 +116,10 @@ def _entry(split: str, path: str, rgb: np.ndarray, info: Dict) -> Dict:
 
 
 def features_in_memory(videos: Sequence[Tuple[str, str]], nets: pipeline.Networks, settings: Settings, *,
-                       workers: int = 1, batch_size: int = 8, progress: bool = False) -> Tuple[Dict[str, Tuple], Dict[str, str]]:
-    """({name: (rgb [T, 1024], flow [T, 1024], info)}, {name: error line}) of `videos`."""
+                       workers: int = 1, batch_size: int = 8, progress: bool = False,
+                       report: bool = True) -> Tuple[Dict[str, Tuple], Dict[str, str]]:
+    """({name: (rgb [T, 1024], flow [T, 1024], info)}, {name: error line}) of `videos`;
+    report: also print each error line (on stderr) when it happens."""
     feats: Dict[str, Tuple] = {}
     errors: Dict[str, str] = {}
     bar = Progress(len(videos), progress)
@@ -128,7 +130,8 @@ def features_in_memory(videos: Sequence[Tuple[str, str]], nets: pipeline.Network
 
     def on_error(name, msg):
         errors[name] = msg
-        bar.write(f"error: {msg}")
+        if report:
+            bar.write(f"error: {msg}")
         bar.video_done()
 
     try:
