@@ -234,7 +234,8 @@ def check_flags(args: argparse.Namespace) -> None:
     if bool(args.rgb) != bool(args.flow):
         raise _user_error(f"--{'rgb' if args.rgb else 'flow'} needs --{'flow' if args.rgb else 'rgb'} too")
     if not (args.features or args.rgb):
-        raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR")
+        raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR, "
+                          "or --video FILE / --videos DIR")
     for flag in ("features", "rgb", "flow", "gt"):
         path = getattr(args, flag)
         if path is not None:

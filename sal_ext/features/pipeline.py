@@ -174,9 +174,15 @@ def _run_workers(videos, settings, piece_chunks, workers, take) -> None:
                             finished.add(idx)
                             take(idx, "error", f"{videos[idx][1]}: the decoding process died on it "
                                                f"(exit code {p.exitcode})")
-                        if len(finished) < len(videos):
+                        if p.exitcode != 0 and len(finished) < len(videos):   # crashed: replace it
                             start(next_wid)
                             next_wid += 1
+                if not procs:      # every worker gone, videos left: a task was lost with a worker
+                    for idx in range(len(videos)):
+                        if idx not in finished:
+                            finished.add(idx)
+                            take(idx, "error", f"{videos[idx][1]}: not extracted (its decoding process "
+                                               "was lost)")
                 continue
             if kind == "start":
                 current[payload] = idx
