@@ -194,10 +194,10 @@ def two_ranks(tiny_root, tmp_path_factory):
             "hk": hk, "hu": hu, "out_u": out_u}
 
 
-def test_signal_on_one_rank_stops_every_rank_at_the_same_step(root, tmp_path):
+def test_signal_on_one_rank_stops_every_rank_at_the_same_step(tiny_root, tmp_path):
     """SIGTERM to rank 1 alone: both ranks stop after the same step, last.pt holds it, rank 0
     prints the resume command once."""
-    args = ["--data-root", root, "--eval-every", "50", "--max-steps", "100000", "--out",
+    args = ["--data-root", tiny_root, "--eval-every", "50", "--max-steps", "100000", "--out",
             str(tmp_path / "s")] + TINY
     hs = tmp_path / "hash"
     hs.mkdir()
