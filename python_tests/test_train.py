@@ -165,7 +165,7 @@ def test_cli_user_errors(tmp_path):
     np.save(feats, np.zeros((10, 2048), np.float32))
     _user_error(infer.main, ["--checkpoint", str(tmp_path / "missing.pt"), "--features", feats], "no such file")
     _user_error(infer.main, ["--checkpoint", str(junk), "--features", feats], "not a PyTorch checkpoint")
-    _user_error(infer.main, ["--checkpoint", other, "--features", feats], "does not fit the network")
+    _user_error(infer.main, ["--checkpoint", other, "--features", feats], "does not fit the --preset thumos14")
     _user_error(infer.main, ["--checkpoint", other, "--features", feats, "--set", "nope=1"],
                 "unknown config key 'nope'")
 
