@@ -21,7 +21,8 @@ Processes. Each seed's run is a child process (``python -m sal_ext.train``); its
 this process's torch.get_num_threads(), e.g. OMP_NUM_THREADS), fixed in the plan: the numbers
 equal a sequential sweep's at that thread count. Under torchrun the seeds run one after
 another in the torchrun processes themselves, each run data-parallel (--jobs must be 1, --out
-is required so every rank names the same folder).
+is required so every rank names the same folder, and every rank must see that folder: one
+machine or a shared file system).
 """
 from __future__ import annotations
 
@@ -184,7 +185,7 @@ def seed_argv(plan: Dict[str, Any], folder: str, seed: int) -> Optional[List[str
         return None
     if os.path.isfile(os.path.join(run, "last.pt")):
         return ["--resume", run, "--no-progress"]
-    if os.path.isdir(run):
+    if os.path.isdir(run) and int(os.environ.get("RANK", "0")) == 0:   # torchrun: rank 0 writes
         shutil.rmtree(run)
     return _strip(plan["train_args"], [], ["--no-progress"]) + ["--seed", str(seed), "--out", run,
                                                                 "--no-progress"]

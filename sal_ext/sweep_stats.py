@@ -67,7 +67,8 @@ def format_text(summary: Dict[str, Any], title: str = "") -> str:
         w = max(len(c) for c in st["columns"] + cells + ranges) + 2
         lines.append(f"{SELECTION_TITLES[sel]}: {st['n']} seeds ({_steps(st)})")
         lines.append(" " * 10 + "".join(c.rjust(w) for c in st["columns"]))
-        lines.append("mean ± sd".ljust(10) + "".join(c.rjust(w) for c in cells))
+        lines.append(("mean ± sd" if st["std"] is not None else "mean").ljust(10)
+                     + "".join(c.rjust(w) for c in cells))
         lines.append("min–max".ljust(10) + "".join(c.rjust(w) for c in ranges))
     return "\n".join(lines)
 
