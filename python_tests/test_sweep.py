@@ -127,6 +127,7 @@ def test_bad_sweep_arguments(data, sequential, tmp_path):
     _user_error(args + ["--seeds", "2", "--jobs", "0"], "--jobs 0", ">= 1")
     _user_error(args + ["--seeds", "2", "--jobs", "x"], "--jobs x")
     _user_error(args + ["--jobs", "2"], "--jobs", "--seeds")
+    _user_error(args + ["--seeds", "2", "--seed", "4"], "--seed", "--seeds")
     assert not os.path.exists(out)
     # a finished sweep: not written into again, resumed only with its own preset and arguments
     _user_error(_args(data) + ["--seeds", "2", "--out", sequential], "already there", "--resume")

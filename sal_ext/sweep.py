@@ -301,6 +301,8 @@ def main(args, argv: Sequence[str]) -> int:
     """The sweep behind ``--seeds`` / ``--resume SWEEP`` (args: train.parse_args(argv))."""
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     jobs = parse_jobs(args.jobs)
+    if args.seed is not None:
+        raise SweepError("--seed with a sweep: --seeds gives every run its seed")
     if torchrun() and jobs != 1:
         raise SweepError("--jobs: under torchrun a sweep runs its seeds one after another (--jobs 1)")
     if args.resume:
