@@ -247,3 +247,28 @@ def test_report_bad_input(sequential, tmp_path):
     err([str(tmp_path), "--out", str(tmp_path / "a.png")], "no config.json")
     err([sequential, "--out", str(tmp_path / "a.txt")], "--out", ".md")
     err([sequential, "--out", str(tmp_path / "missing" / "a.png")], "no such folder")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_sweep_under_torchrun(data, tmp_path):
+    """Two gloo processes: the seeds run one after another, each a 2-process run of the job;
+    rank 0 writes the plan, the runs and sweep.json."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "tr")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+           "127.0.0.1", "--master_port", str(port), "-m", "sal_ext.train", "--device", "cpu"]
+    r = subprocess.run(cmd + _args(data, steps=6) + ["--seeds", "2", "--out", out], env=env, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    res = _result(out)
+    assert res["seeds"] == [0, 1] and set(res["summary"]) == {"reference", "last"}
+    for s in (0, 1):
+        ck = torch.load(os.path.join(out, f"seed{s}", "last.pt"), weights_only=False)
+        assert ck["world_size"] == 2 and ck["step"] == 6 and ck["config"]["train"]["seed"] == s
+    r = subprocess.run(cmd + _args(data, steps=6) + ["--seeds", "2", "--jobs", "2", "--out", str(tmp_path / "j")],
+                       env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert r.returncode != 0 and "--jobs: under torchrun" in r.stdout

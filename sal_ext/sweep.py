@@ -314,11 +314,12 @@ def main(args, argv: Sequence[str]) -> int:
         import torch
         plan = new_plan(args, argv, seeds, threads_per_run(torch.get_num_threads(), jobs))
         folder = args.out or os.path.join("runs", f"{args.preset}-sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    main_rank = int(os.environ.get("RANK", "0")) == 0   # torchrun: rank 0 checks and writes
+    if main_rank and not args.resume:
         if is_sweep(folder):
             raise SweepError(f"--out {folder}: a sweep is already there; continue it with --resume {folder}")
         if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
             raise SweepError(f"--out {folder}: exists and is not an empty folder")
-    main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:
         os.makedirs(folder, exist_ok=True)
         _write_json(os.path.join(folder, PLAN), plan)
