@@ -3,7 +3,7 @@ evaluation every 100 steps) must reproduce the per-step losses and the mAP commi
 python_tests/golden/training_guard.json.
 
 Exact (bit for bit) on the platform the JSON was made on: the same OS / architecture, CPU
-model, Python, torch and numpy versions, and the same kind of build of the compiled kernels
+model and vector extensions, Python, torch and numpy versions, and the same kind of build of the compiled kernels
 (pip install / tools/dev_build.sh: -O3 -march=native; tools/emu_build.sh: -O2, no -march=native):
 its "platform" record. Elsewhere float32 sums in another order (another BLAS, another CPU's FMA use in
 the -march=native kernels) start apart by ~1e-7 relative and drift apart chaotically over
@@ -41,15 +41,26 @@ TRAIN_ARGS = ["--preset", "synthetic", "--set", "feature_dim=64", "--set", "mode
               "--eval-every", "100", "--seed", "0", "--no-progress"]
 
 
+# vector extensions that change which code BLAS / oneDNN and the -march=native kernels run
+_ISA = ("fma", "avx", "avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_tile")
+
+
 def cpu_model() -> str:
+    """The CPU's model name and its vector extensions (a cloud VM's generic name can hide
+    different hosts)."""
+    name, flags = platform.processor() or "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                if name and flags:
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return " ".join([name] + [x for x in _ISA if x in flags])
 
 
 def fingerprint() -> dict:
