@@ -128,6 +128,8 @@ def test_bad_sweep_arguments(data, sequential, tmp_path):
     _user_error(args + ["--seeds", "2", "--jobs", "x"], "--jobs x")
     _user_error(args + ["--jobs", "2"], "--jobs", "--seeds")
     _user_error(args + ["--seeds", "2", "--seed", "4"], "--seed", "--seeds")
+    _user_error(args + ["--seeds", "2", "--set", "nope=1"], "unknown config key 'nope'")
+    _user_error(args + ["--seeds", "2", "--val-fraction", "1.5"], "--val-fraction")
     assert not os.path.exists(out)
     # a finished sweep: not written into again, resumed only with its own preset and arguments
     _user_error(_args(data) + ["--seeds", "2", "--out", sequential], "already there", "--resume")

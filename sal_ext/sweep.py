@@ -297,6 +297,19 @@ def title(result: Dict[str, Any]) -> str:
             f"preset {result['preset']}, data {result['data_root']}; mean ± sample sd, min–max")
 
 
+def check_settings(args) -> None:
+    """The runs' settings, checked once before the sweep folder is made (as each run would)."""
+    from .train import _message, build_config   # the trainer's own validation
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise SweepError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if args.data_root and not os.path.isdir(args.data_root):
+        raise SweepError(f"--data-root {args.data_root}: no such folder")
+    try:
+        build_config(args)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SweepError(_message(exc)) from None
+
+
 def main(args, argv: Sequence[str]) -> int:
     """The sweep behind ``--seeds`` / ``--resume SWEEP`` (args: train.parse_args(argv))."""
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -311,6 +324,7 @@ def main(args, argv: Sequence[str]) -> int:
     else:
         if torchrun() and not args.out:
             raise SweepError("--seeds under torchrun needs --out (every rank must name the same folder)")
+        check_settings(args)
         import torch
         plan = new_plan(args, argv, seeds, threads_per_run(torch.get_num_threads(), jobs))
         folder = args.out or os.path.join("runs", f"{args.preset}-sweep-{time.strftime('%Y%m%d-%H%M%S')}")
