@@ -237,10 +237,17 @@ def test_resume_of_killed_two_rank_run_is_exact(two_ranks):
 
 
 def _unsharded_test_eval(ckpt_path, root):
+    """The evaluation in this process, at the children's one thread (another thread count
+    rounds the forward pass differently: the detections' scores differ in the last bits)."""
     model, cfg = infer.load_checkpoint(str(ckpt_path), None, [], "cpu")
     cfg = dict(cfg, data_root=root)
     ds = train.build_split(cfg, cfg["train"]["test_split"], "uniform")
-    return train.evaluate_split(model, ds, cfg, torch.device("cpu"), batch_size=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train.evaluate_split(model, ds, cfg, torch.device("cpu"), batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_sharded_evaluation_equals_unsharded(two_ranks, root):
