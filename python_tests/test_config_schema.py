@@ -20,6 +20,7 @@ CASES = {
     "num_segments": (64, 1.5, 0),
     "class_names": ([f"c{i}" for i in range(20)], "abc", [1, 2]),
     "val_fraction": (0.2, "x", 1.0),
+    "monitor_test": (True, "yes", 1),
     "model.hidden": (32, "abc", -3),
     "model.encoder_kernel": (5, 3.0, 4),
     "model.fusion_lambda": (0.3, "x", 1.5),

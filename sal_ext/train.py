@@ -337,6 +337,7 @@ class Trainer:
                  backend: Optional[str] = None, num_workers: int = 0, progress: bool = True,
                  val_fraction: float = 0.0, resume_folder: Optional[str] = None):
         self.cfg, self.out, self.device = cfg, out_dir, device
+        self.monitor_test = bool(cfg.get("monitor_test"))   # --monitor-test (with a validation split)
         self.num_workers, self.progress = num_workers, progress
         tr = cfg["train"]
 
@@ -615,6 +616,8 @@ class Trainer:
         rec = self.evaluate("select")
         self.log_eval(rec)
         self.maybe_select(rec)
+        if self.monitor_test and self.val_set is not None:   # --monitor-test: logged only
+            self.log_eval(self.evaluate("test"))
 
     # -- the final report -------------------------------------------------------------------
     def final_report(self) -> Dict[str, Any]:
@@ -691,6 +694,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset value, e.g. --set model.hidden=128 --set lr=3e-4")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--monitor-test", action="store_true",
+                   help="with --val-fraction: also evaluate the test split at every evaluation (logged "
+                        "in eval_log.jsonl, never used for selection; seed sweeps set it)")
+    p.add_argument("--seeds", help="seed sweep (sal_ext.sweep): one run per seed in OUT/seed<k>/, then "
+                                   "mean ± sd over the seeds; 5 = seeds 0..4, or a list 0,3,7. "
+                                   "--resume SWEEP_FOLDER continues a killed sweep")
+    p.add_argument("--jobs", help="seed sweep: runs at a time (default 1), torch threads divided among them")
     return p.parse_args(argv)
 
 
@@ -799,7 +809,16 @@ def resume_command(out: str) -> str:
 
 
 def _main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    from . import sweep
+    if args.seeds is not None or sweep.is_sweep(args.resume):
+        try:
+            return sweep.main(args, argv)
+        except sweep.SweepError as exc:
+            raise _user_error(exc) from None
+    if args.jobs is not None:
+        raise _user_error("--jobs runs the seeds of a sweep: give --seeds too")
     check_backend_env()
     if not 0.0 <= args.val_fraction < 1.0:
         raise _user_error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
@@ -842,6 +861,7 @@ def _main(argv=None) -> int:
     main_rank = distributed.current().is_main
     val_fraction = args.val_fraction if ckpt is None else ckpt["config"].get("val_fraction", 0.0)
     cfg["val_fraction"] = val_fraction
+    cfg["monitor_test"] = bool(args.monitor_test if ckpt is None else ckpt["config"].get("monitor_test"))
 
     say = print if main_rank else (lambda *a, **k: None)   # rank 0 alone talks
     try:

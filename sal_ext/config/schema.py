@@ -47,6 +47,7 @@ RULES: Dict[str, Dict[str, Any]] = {
     "num_segments": _POS_INT,
     "class_names": {"type": "list", "item": {"type": "str"}, "optional": True},   # written by train
     "val_fraction": {"type": "float", "min": 0.0, "max": 1.0, "max_open": True, "optional": True},
+    "monitor_test": {"type": "bool", "optional": True},                          # written by train
     # -- model -------------------------------------------------------------------------------
     "model.hidden": _POS_INT,
     "model.encoder_kernel": {"type": "int", "min": 1, "odd": True},
