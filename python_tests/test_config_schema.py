@@ -228,8 +228,10 @@ def _exit_one_line(fn, argv, *fragments):
 def test_train_cli_refuses_before_data(item, shown, tmp_path, monkeypatch):
     def no_data(*a, **k):
         raise AssertionError("data was read before the config was validated")
-    monkeypatch.setattr(train, "ensure_synthetic_data", no_data)
-    monkeypatch.setattr(train, "build_split", no_data)
+    from sal_ext import single_run, trainer
+    for module in (single_run, trainer):
+        monkeypatch.setattr(module, "ensure_synthetic_data", no_data)
+    monkeypatch.setattr(trainer, "build_split", no_data)
     out = tmp_path / "run"
     _exit_one_line(train.main, ["--set", item, "--out", str(out), "--no-progress"], shown, "expected")
     assert not out.exists()

@@ -11,9 +11,10 @@ Every refusal is a ``ValueError`` whose message names ``--out`` and says what to
 """
 from __future__ import annotations
 
+import json
 import os
 import time
-from typing import Optional
+from typing import Any, Dict, Optional
 
 RUN_FILES = ("config.json", "train_log.jsonl", "eval_log.jsonl", "last.pt", "best.pt", "results.json")
 
@@ -79,3 +80,21 @@ def create_out_folder(out: str, resume_folder: Optional[str] = None) -> None:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
+
+
+# -- the run's logs (one JSON object a line) ---------------------------------------------------
+def append_jsonl(path: str, record: Dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_jsonl(path: str, max_step: int) -> None:
+    """Drops lines logged after the checkpoint we resume from (they will be redone), and the
+    final report's line (a resumed run writes its own)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows = [(ln, json.loads(ln)) for ln in f if ln.strip()]
+    keep = [ln for ln, r in rows if r.get("step", 0) <= max_step and not r.get("final")]
+    with open(path, "w") as f:
+        f.writelines(keep)

@@ -269,12 +269,12 @@ def run_children(plan: Dict[str, Any], folder: str, jobs: int, out=sys.stdout) -
 
 def run_in_process(plan: Dict[str, Any], folder: str) -> None:
     """Under torchrun: the seeds one after another, each a data-parallel run of this job."""
-    from . import train
+    from . import single_run
     for seed in plan["seeds"]:
         argv = seed_argv(plan, folder, seed)
         if argv is None:
             continue
-        code = train.main(argv)
+        code = single_run.main(argv)
         if code:
             raise SweepError(f"seed {seed} failed (exit {code})")
 
@@ -299,7 +299,7 @@ def title(result: Dict[str, Any]) -> str:
 
 def check_settings(args) -> None:
     """The runs' settings, checked once before the sweep folder is made (as each run would)."""
-    from .train import _message, build_config   # the trainer's own validation
+    from .train_args import _message, build_config   # the trainer's own validation
     if not 0.0 <= args.val_fraction < 1.0:
         raise SweepError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     if args.data_root and not os.path.isdir(args.data_root):
