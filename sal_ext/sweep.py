@@ -268,13 +268,15 @@ def run_children(plan: Dict[str, Any], folder: str, jobs: int, out=sys.stdout) -
 
 
 def run_in_process(plan: Dict[str, Any], folder: str) -> None:
-    """Under torchrun: the seeds one after another, each a data-parallel run of this job."""
+    """Under torchrun: the seeds one after another, each a data-parallel run of this job, in
+    the process group the first one joins (left once, by the job around the sweep: leaving and
+    joining again between seeds can read the previous group's addresses from the store)."""
     from . import train
     for seed in plan["seeds"]:
         argv = seed_argv(plan, folder, seed)
         if argv is None:
             continue
-        code = train.main(argv)
+        code = train._main(argv)
         if code:
             raise SweepError(f"seed {seed} failed (exit {code})")
 
