@@ -107,6 +107,8 @@ def init(device: torch.device) -> Context:
     if not launched():
         _current = Context(device=device)
         return _current
+    if _current.initialized and dist.is_initialized():   # joined already (a seed sweep's next run)
+        return _current
     timeout = timeout_seconds()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])

@@ -268,13 +268,16 @@ def run_children(plan: Dict[str, Any], folder: str, jobs: int, out=sys.stdout) -
 
 
 def run_in_process(plan: Dict[str, Any], folder: str) -> None:
-    """Under torchrun: the seeds one after another, each a data-parallel run of this job."""
+    """Under torchrun: the seeds one after another, each a data-parallel run of this job, in
+    the process group the first one joins (left once, by the job around the sweep: leaving and
+    joining again between seeds can read the previous group's addresses from the store)."""
     from . import single_run
+    from .train_args import parse_args
     for seed in plan["seeds"]:
         argv = seed_argv(plan, folder, seed)
         if argv is None:
             continue
-        code = single_run.main(argv)
+        code = single_run.run(parse_args(argv))   # inside the sweep's job: no second one
         if code:
             raise SweepError(f"seed {seed} failed (exit {code})")
 
