@@ -110,6 +110,32 @@ __global__ void dynamic_overflow_kernel(double* out) {
   out[threadIdx.x] = dyn[threadIdx.x];
 }
 
+// Blocks wait (a bounded spin) until `n` blocks have started: they pass only if the emulator
+// runs blocks at the same time; each records how many had started.
+__global__ void overlap_kernel(double* out, int* started, int n) {
+  if (threadIdx.x != 0) return;
+  atomicAdd(started, 1);
+  for (long spins = 0; atomicAdd(started, 0) < n && spins < 200000000L; ++spins) {
+  }
+  out[blockIdx.x] = atomicAdd(started, 0);
+}
+
+// The planted second_order_pool mutant's shape: every block's first thread adds to one global
+// value without an atomic, a race between blocks (ThreadSanitizer must report it).
+__global__ void cross_block_race_kernel(double* out) {
+  if (threadIdx.x == 0) out[0] += 1.0;
+}
+
+// Every thread of a block adds to one shared value without an atomic: a race inside a block.
+__global__ void block_race_kernel(double* out) {
+  __shared__ double s_sum;
+  if (threadIdx.x == 0) s_sum = 0.0;
+  __syncthreads();
+  s_sum += 1.0;
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = s_sum;
+}
+
 __global__ void empty_kernel(double* out) {
   if (threadIdx.x == 0 && out != nullptr) out[0] = 1.0;
 }
@@ -136,6 +162,15 @@ std::vector<double> emu_selftest(const std::string& name) {
     out.assign(static_cast<size_t>(nb) * kN, 0.0);
     o = out.data();
     SAL_LAUNCH(nb, nt, 0, st, bench_kernel)(o, sy, sh);
+  } else if (name == "overlap") {
+    SAL_LAUNCH(2, kN, 0, st, overlap_kernel)(o, &counter, 2);
+    out.resize(2);
+  } else if (name == "cross_block_race") {
+    SAL_LAUNCH(8, 32, 0, st, cross_block_race_kernel)(o);
+    out.resize(1);
+  } else if (name == "block_race") {
+    SAL_LAUNCH(2, kN, 0, st, block_race_kernel)(o);
+    out.resize(2);
   } else if (name == "missing_barrier") {
     SAL_LAUNCH(2, kN, 0, st, missing_barrier_kernel)(o);
   } else if (name == "divergent_barrier") {
