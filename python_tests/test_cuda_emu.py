@@ -56,7 +56,11 @@ def test_shared_memory_is_poisoned_at_block_start():
     ("divergent_barrier", r"reached __syncthreads \(emu_selftest.cu:\d+\) while \d+ thread\(s\) wait at another"),
     ("partial_warp", r"deadlock: every live thread of the block waits .*__shfl_down_sync \(emu_selftest.cu:\d+\) "
                      r"with mask 0xffffffff for lanes 16-31"),
-    ("mask_mismatch", r"every lane named by a collective's mask must pass the same mask"),
+    # (lanes 16-31 may have completed their own group and exited before lanes 0-15 arrive: then
+    # the first lane to arrive finds a lane of its mask gone; which, the schedule decides)
+    ("mask_mismatch", r"(every lane named by a collective's mask must pass the same mask"
+                      r"|lane \d+ calls __shfl_xor_sync \(emu_selftest.cu:\d+\) with mask 0xffffffff but lane "
+                      r"\d+ has exited)"),
     ("not_in_mask", r"lane 31 calls __shfl_sync \(emu_selftest.cu:\d+\) with mask 0x0000ffff, which does not name it"),
     ("block_too_large", r"invalid block \(1025,1,1\): at most 1024 threads"),
     ("empty_grid", r"invalid grid \(0,1,1\)"),
@@ -137,7 +141,8 @@ def test_blocks_run_at_the_same_time():
     # each of two blocks waits until both have started: with one block at a time it would wait
     # out its bound and see 1
     assert list(C.emu_selftest("overlap")) == [2.0, 2.0]
-    assert list(C.emu_selftest("block_race")) == [N, N]  # fibers: no lost update in a plain run
+    if C.emu_sanitizer() != "thread":  # (a race: TSan stops the process, see the next test)
+        assert list(C.emu_selftest("block_race")) == [N, N]  # fibers: no lost update in a plain run
 
 
 @pytest.mark.skipif(C.emu_sanitizer() != "thread", reason="needs the TSan build (tools/emu_build.sh tsan)")

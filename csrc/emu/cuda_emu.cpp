@@ -21,11 +21,11 @@
 // block, switched to without synchronisation; the emulator's own bookkeeping is hidden from
 // TSan (AnnotateIgnore*), and happens-before is declared exactly where CUDA gives it: every
 // arrival at a barrier or collective before every departure from it, the launch before every
-// thread of it, every thread before the launch's return. So TSan reports any two unordered
-// accesses of the kernel: in a block, or between two blocks, whether they ran at the same time
-// on two workers or one after the other on one (their shared memory and stacks are declared
-// new memory at every block start). Under ASan the fiber switches are announced
-// (__sanitizer_start/finish_switch_fiber).
+// thread of it, every thread before the launch's return; and, as the one addition, a block
+// before the next block of the same worker (which reuses its shared memory and stacks). So
+// TSan reports any two unordered accesses of the kernel in a block, and between two blocks
+// dealt to different workers (TSan needs no real overlap in time for that). Under ASan the
+// fiber switches are announced (__sanitizer_start/finish_switch_fiber).
 #include "emu/cuda_emu.h"
 
 #include <dlfcn.h>
@@ -89,7 +89,6 @@ void AnnotateIgnoreWritesBegin(const char* f, int l);
 void AnnotateIgnoreWritesEnd(const char* f, int l);
 void AnnotateIgnoreSyncBegin(const char* f, int l);
 void AnnotateIgnoreSyncEnd(const char* f, int l);
-void AnnotateNewMemory(const char* f, int l, const volatile void* mem, size_t size);
 }
 #endif
 
@@ -147,14 +146,6 @@ inline void hb_acquire(void* a) {
   __tsan_acquire(a);
 #else
   (void)a;
-#endif
-}
-inline void new_memory(const void* p, size_t n) {  // forget earlier accesses (a new block's memory)
-#if defined(SAL_EMU_TSAN)
-  AnnotateNewMemory(__FILE__, __LINE__, p, n);
-#else
-  (void)p;
-  (void)n;
 #endif
 }
 
@@ -339,6 +330,7 @@ struct Worker {
   std::vector<std::unique_ptr<Meet>> meets;
   std::vector<int> ready;
   std::mt19937_64 rng;
+  char block_done = 0;  // TSan happens-before: a block -> the worker's next block
 };
 
 thread_local Worker* t_worker = nullptr;
@@ -479,6 +471,7 @@ void fiber_main() {
     }
   }
   hb_release(&L.done_sync);
+  hb_release(&W.block_done);
   {
     Quiet q;
     thread_exit(W, F);
@@ -554,10 +547,6 @@ void run_block(Worker& W, Launch& L, uint3 b, uint64_t seed) {
       F.waits_at = nullptr;
     }
   }
-  // a new block: new shared memory and stacks (TSan forgets the previous block's accesses)
-  for (const Region& r : W.shared) new_memory(r.p, r.n);
-  new_memory(W.dyn, L.shmem + (kAsan ? 0 : kCanary));
-  for (int t = 0; t < n; ++t) new_memory(W.fibers[t]->stack, kStack);
   {
     Quiet q;
     for (const Region& r : W.shared) std::memset(r.p, kPoison, r.n);
@@ -608,6 +597,8 @@ void run_block(Worker& W, Launch& L, uint3 b, uint64_t seed) {
 #if defined(SAL_EMU_TSAN)
   for (int t = 0; t < n; ++t) __tsan_destroy_fiber(W.fibers[t]->ctx.tsan);
 #endif
+  // the worker's next block reuses this one's shared memory and stacks: after it
+  hb_acquire(&W.block_done);
 }
 
 void run_launch(Worker& W, Team& T, Launch& L, int index) {

@@ -8,8 +8,8 @@
 //  - several blocks run at once, one per worker (SAL_EXT_EMU_WORKERS, default 2 to 4; 1 under
 //    ASan), in a seeded order, so blocks race on global memory as on a GPU; under
 //    ThreadSanitizer every thread of every block is a TSan fiber, synchronised only by the
-//    barriers, collectives and atomics of the kernel, so a race inside a block or between
-//    blocks (even two blocks run one after the other) is reported;
+//    barriers, collectives and atomics of the kernel (and a block before the next one of its
+//    worker), so a race inside a block or between blocks of different workers is reported;
 //  - __syncthreads is a barrier of the whole block; the warp collectives (__shfl*_sync,
 //    __ballot_sync, __any_sync, __all_sync, __syncwarp) are rendezvous of the lanes named by
 //    their mask, exchanging values;
