@@ -67,7 +67,7 @@ __global__ void bench_kernel(double* out, int syncs, int shuffles) {
 __global__ void missing_barrier_kernel(double* out) {
   if (threadIdx.x < 32) return;
   __syncthreads();
-  out[threadIdx.x] = 1.0;
+  out[blockIdx.x * kN + threadIdx.x] = 1.0;
 }
 
 // Two halves of the block wait at different barriers.
@@ -77,7 +77,7 @@ __global__ void divergent_barrier_kernel(double* out) {
   } else {
     __syncthreads();
   }
-  out[threadIdx.x] = 1.0;
+  out[blockIdx.x * kN + threadIdx.x] = 1.0;
 }
 
 // A full-mask shuffle called by half of each warp.
@@ -85,7 +85,7 @@ __global__ void partial_warp_kernel(double* out) {
   double v = threadIdx.x;
   if ((threadIdx.x & 31) < 16) v += __shfl_down_sync(0xffffffffu, v, 8);
   __syncthreads();
-  out[threadIdx.x] = v;
+  out[blockIdx.x * kN + threadIdx.x] = v;
 }
 
 // Lanes of one warp pass different masks to one shuffle.
@@ -107,7 +107,7 @@ __global__ void dynamic_overflow_kernel(double* out) {
   dyn[threadIdx.x] = threadIdx.x;
   __syncthreads();
   if (threadIdx.x == 0) dyn[kN] = 1.0;
-  out[threadIdx.x] = dyn[threadIdx.x];
+  out[blockIdx.x * kN + threadIdx.x] = dyn[threadIdx.x];  // (each block its own: no race between blocks)
 }
 
 // Blocks wait (a bounded spin) until `n` blocks have started: they pass only if the emulator
