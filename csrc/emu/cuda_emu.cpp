@@ -17,8 +17,8 @@
 // launch's watchdog (SAL_EXT_EMU_TIMEOUT seconds, default 300): the process then stops with a
 // message naming the kernel, as a hang is worse.
 //
-// Under ThreadSanitizer every thread of every block is a TSan fiber created afresh for its
-// block, switched to without synchronisation; the emulator's own bookkeeping is hidden from
+// Under ThreadSanitizer every emulated thread is a TSan fiber (thread t of every block of its
+// worker), switched to without synchronisation; the emulator's own bookkeeping is hidden from
 // TSan (AnnotateIgnore*), and happens-before is declared exactly where CUDA gives it: every
 // arrival at a barrier or collective before every departure from it, the launch before every
 // thread of it, every thread before the launch's return; and, as the one addition, a block
@@ -79,7 +79,6 @@ void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_
 extern "C" {
 void* __tsan_get_current_fiber();
 void* __tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void* fiber);
 void __tsan_switch_to_fiber(void* fiber, unsigned flags);
 void __tsan_acquire(void* addr);
 void __tsan_release(void* addr);
@@ -286,7 +285,7 @@ void set_error(Launch& L, const std::string& who, const std::string& what) {
 }
 
 struct Context {
-  ucontext_t uc;
+  ucontext_t uc{};
   void* tsan = nullptr;
   void* fake_stack = nullptr;  // ASan's
   const void* bottom = nullptr;
@@ -330,7 +329,7 @@ struct Worker {
   std::vector<std::unique_ptr<Meet>> meets;
   std::vector<int> ready;
   std::mt19937_64 rng;
-  char block_done = 0;  // TSan happens-before: a block -> the worker's next block
+  char block_start = 0, block_done = 0;  // TSan happens-before: a block -> the worker's next block
 };
 
 thread_local Worker* t_worker = nullptr;
@@ -451,33 +450,42 @@ void thread_exit(Worker& W, Fiber& F) {
   if (!what.empty()) set_error(L, thread_name(W, F), what);
 }
 
+// A fiber is thread F.tid of every block its worker runs: it runs the kernel once per block,
+// then waits to be resumed for the next block (made once, reused: no per-block setup).
 void fiber_main() {
-  Worker& W = *t_worker;
-  Fiber& F = *W.cur;
+  Worker* w;
+  {
+    Quiet q;  // (before the first block_start: the worker made this thread's TLS)
+    w = t_worker;
+  }
+  Worker& W = *w;
 #if defined(SAL_EMU_ASAN)
   __sanitizer_finish_switch_fiber(nullptr, &W.sched.bottom, &W.sched.size);
 #endif
-  Launch& L = *W.L;
-  if (!L.failed.load(std::memory_order_acquire)) {
-    try {
-      L.body(L.ctx);
-    } catch (const Abort&) {
-    } catch (const std::exception& e) {
-      Quiet q;
-      set_error(L, thread_name(W, F), std::string("exception: ") + e.what());
-    } catch (...) {
-      Quiet q;
-      set_error(L, thread_name(W, F), "unknown exception");
+  while (true) {
+    hb_acquire(&W.block_start);
+    Fiber& F = *W.cur;
+    Launch& L = *W.L;
+    if (!L.failed.load(std::memory_order_acquire)) {
+      try {
+        L.body(L.ctx);
+      } catch (const Abort&) {
+      } catch (const std::exception& e) {
+        Quiet q;
+        set_error(L, thread_name(W, F), std::string("exception: ") + e.what());
+      } catch (...) {
+        Quiet q;
+        set_error(L, thread_name(W, F), "unknown exception");
+      }
     }
+    hb_release(&L.done_sync);
+    hb_release(&W.block_done);
+    {
+      Quiet q;
+      thread_exit(W, F);
+    }
+    switch_context(F.ctx, W.sched, false);  // resumed as this thread of the next block
   }
-  hb_release(&L.done_sync);
-  hb_release(&W.block_done);
-  {
-    Quiet q;
-    thread_exit(W, F);
-  }
-  switch_context(F.ctx, W.sched, true);  // never resumed
-  std::abort();
 }
 
 Fiber& fiber(Worker& W, int tid) {
@@ -489,6 +497,16 @@ Fiber& fiber(Worker& W, int tid) {
     mprotect(p, page, PROT_NONE);  // a stack overflow faults instead of writing into a neighbour
     f->stack = static_cast<unsigned char*>(p) + page;
     f->tid = static_cast<int>(W.fibers.size());
+#if defined(SAL_EMU_TSAN)
+    f->ctx.tsan = __tsan_create_fiber(0);  // its blocks acquire what they may see (block_start)
+#endif
+    getcontext(&f->ctx.uc);
+    f->ctx.uc.uc_stack.ss_sp = f->stack;
+    f->ctx.uc.uc_stack.ss_size = kStack;
+    f->ctx.uc.uc_link = nullptr;
+    f->ctx.bottom = f->stack;
+    f->ctx.size = kStack;
+    makecontext(&f->ctx.uc, fiber_main, 0);
     W.fibers.push_back(std::move(f));
   }
   return *W.fibers[tid];
@@ -553,21 +571,7 @@ void run_block(Worker& W, Launch& L, uint3 b, uint64_t seed) {
     if (L.shmem) std::memset(W.dyn, kPoison, L.shmem);
     if (!kAsan) std::memset(W.dyn + L.shmem, kCanaryByte, kCanary);
   }
-  for (int t = 0; t < n; ++t) {
-    Fiber& F = *W.fibers[t];
-#if defined(SAL_EMU_TSAN)
-    F.ctx.tsan = __tsan_create_fiber(0);  // ordered after the launch (the worker's clock), nothing else
-#endif
-    Quiet q;
-    getcontext(&F.ctx.uc);
-    F.ctx.uc.uc_stack.ss_sp = F.stack;
-    F.ctx.uc.uc_stack.ss_size = kStack;
-    F.ctx.uc.uc_link = nullptr;
-    F.ctx.bottom = F.stack;
-    F.ctx.size = kStack;
-    F.ctx.fake_stack = nullptr;
-    makecontext(&F.ctx.uc, fiber_main, 0);
-  }
+  hb_release(&W.block_start);  // the launch and the worker's earlier blocks, before this one
   {
     Quiet q;
     while (true) {
@@ -594,9 +598,6 @@ void run_block(Worker& W, Launch& L, uint3 b, uint64_t seed) {
                            " bytes of dynamic shared memory the launch asked for");
     W.meets.clear();
   }
-#if defined(SAL_EMU_TSAN)
-  for (int t = 0; t < n; ++t) __tsan_destroy_fiber(W.fibers[t]->ctx.tsan);
-#endif
   // the worker's next block reuses this one's shared memory and stacks: after it
   hb_acquire(&W.block_done);
 }

@@ -60,7 +60,7 @@ __global__ void bench_kernel(double* out, int syncs, int shuffles) {
   double v = threadIdx.x;
   for (int i = 0; i < syncs; ++i) __syncthreads();
   for (int i = 0; i < shuffles; ++i) v += __shfl_xor_sync(0xffffffffu, v, 1);
-  out[blockIdx.x * kN + threadIdx.x] = v;
+  out[blockIdx.x * blockDim.x + threadIdx.x] = v;
 }
 
 // Threads 0..31 return early, the others reach a barrier.
@@ -159,7 +159,7 @@ std::vector<double> emu_selftest(const std::string& name) {
   } else if (name.rfind("bench", 0) == 0) {  // bench_<blocks>_<threads>_<syncs>_<shuffles>
     int nb = 1, nt = 32, sy = 0, sh = 0;
     std::sscanf(name.c_str(), "bench_%d_%d_%d_%d", &nb, &nt, &sy, &sh);
-    out.assign(static_cast<size_t>(nb) * kN, 0.0);
+    out.assign(static_cast<size_t>(nb) * nt, 0.0);
     o = out.data();
     SAL_LAUNCH(nb, nt, 0, st, bench_kernel)(o, sy, sh);
   } else if (name == "overlap") {
