@@ -500,7 +500,10 @@ Fiber& fiber(Worker& W, int tid) {
 #if defined(SAL_EMU_TSAN)
     f->ctx.tsan = __tsan_create_fiber(0);  // its blocks acquire what they may see (block_start)
 #endif
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // (GCC 12 on a returns_twice call)
     getcontext(&f->ctx.uc);
+#pragma GCC diagnostic pop
     f->ctx.uc.uc_stack.ss_sp = f->stack;
     f->ctx.uc.uc_stack.ss_size = kStack;
     f->ctx.uc.uc_link = nullptr;
