@@ -1,4 +1,4 @@
-"""Shared test fixtures: devices to run kernels on.
+"""Shared test fixtures: devices to run kernels on, and the tiny synthetic set of tiny_run.py.
 
 The "cuda" variant of a kernel test runs
   * on the GPU when there is one and the CUDA kernels were built;
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sal_ext import _ext, ops
+from tiny_run import write_tiny_set
 
 
 def _cuda_mode():
@@ -73,3 +74,9 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    """Data root of tiny_run's synthetic set, written once a session (the tests only read it)."""
+    return write_tiny_set(tmp_path_factory.mktemp("synth"))

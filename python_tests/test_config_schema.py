@@ -1,4 +1,4 @@
-"""Config validation (sal_ext.config_schema): every key of every preset, one pass before any
+"""Config validation (sal_ext.config.schema): every key of every preset, one pass before any
 data is read or any model is built, one-line errors naming the key, the value and the rule."""
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from sal_ext import config as C
 from sal_ext import infer, train
-from sal_ext.config_schema import RULES, ConfigError, leaves, validate_config
+from sal_ext.config.schema import RULES, ConfigError, leaves, validate_config
 
 # key: (a valid value, a value of the wrong type, a value out of range / not allowed or None)
 CASES = {
@@ -20,6 +20,7 @@ CASES = {
     "num_segments": (64, 1.5, 0),
     "class_names": ([f"c{i}" for i in range(20)], "abc", [1, 2]),
     "val_fraction": (0.2, "x", 1.0),
+    "monitor_test": (True, "yes", 1),
     "model.hidden": (32, "abc", -3),
     "model.encoder_kernel": (5, 3.0, 4),
     "model.fusion_lambda": (0.3, "x", 1.5),

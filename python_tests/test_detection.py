@@ -253,6 +253,42 @@ def test_detection_ap_bad_inputs():
     bad(ValueError, "`backend`", backend="gpu")
 
 
+def test_numpy_front_same_numbers_and_rules():
+    # sal_ext.numpy_ops.detection_ap (the evaluator's, torch-free) and the torch front: the
+    # same AP, and for each bad input the same exception with the same message
+    from sal_ext import numpy_ops
+    rng = np.random.default_rng(11)
+    arrs = _random_case(rng, 300, 40, 4, 3, "grid")
+    for backend in ("kernel", "torch"):
+        got = numpy_ops.detection_ap(*arrs, THRESHOLDS, 4, backend=backend)
+        assert isinstance(got, np.ndarray) and got.dtype == np.float64
+        want = detection_ap(*(torch.as_tensor(x) for x in arrs), THRESHOLDS, 4, backend=backend).numpy()
+        assert np.array_equal(got, want, equal_nan=True)
+    v = torch.zeros(2, dtype=torch.int64)
+    s, seg = torch.tensor([0.5, 0.4]), torch.tensor([[0.0, 1.0], [1.0, 2.0]])
+    ok = dict(pred_video=v, pred_label=v, pred_score=s, pred_segments=seg, gt_video=v, gt_label=v,
+              gt_segments=seg, tiou_thresholds=[0.5], num_classes=2)
+    bad = [dict(pred_video=v.int()), dict(pred_label=torch.zeros(3, dtype=torch.int64)),
+           dict(gt_label=torch.tensor([0, 2])), dict(pred_label=torch.tensor([0, -1])),
+           dict(pred_score=torch.tensor([0.5, float("nan")])), dict(pred_score=torch.tensor([1, 2])),
+           dict(gt_segments=torch.tensor([[0.0, 1.0], [2.0, 1.0]])), dict(pred_segments=torch.zeros(3, 2)),
+           dict(pred_segments=torch.tensor([[0.0, 1.0], [float("inf"), 2.0]])), dict(gt_segments=torch.zeros(2, 3)),
+           dict(gt_video=torch.zeros(2, 1, dtype=torch.int64)), dict(num_classes=0), dict(num_classes=True),
+           dict(tiou_thresholds=[0.0, 0.5]), dict(tiou_thresholds=[]), dict(tiou_thresholds=["x"]),
+           dict(gt_segments=torch.tensor([[0.0, 1e308], [0.0, 1.0]], dtype=torch.float64)), dict(backend="gpu")]
+    for kw in bad:
+        args = {**ok, **kw}
+        errors = []
+        for front, conv in ((detection_ap, lambda x: x), (numpy_ops.detection_ap,
+                                                         lambda x: x.numpy() if isinstance(x, torch.Tensor) else x)):
+            with pytest.raises((TypeError, ValueError)) as err:
+                front(**{k: conv(x) for k, x in args.items()})
+            errors.append((type(err.value), str(err.value)))
+        assert errors[0] == errors[1], kw
+    with pytest.raises(TypeError, match="detection_ap: `gt_video` must be a numpy.ndarray, got list"):
+        numpy_ops.detection_ap(*(x.numpy() for x in (v, v, s, seg)), [0, 0], v.numpy(), seg.numpy(), [0.5], 2)
+
+
 def test_reference_is_independent_of_kernel():
     # the numpy fallback on its own (no torch tensors) agrees with the official port
     rng = np.random.default_rng(7)

@@ -26,13 +26,6 @@ TINY = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segm
         "--seed", "3", "--device", "cpu"]   # gloo, also where a GPU exists
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    from sal_ext.data.synthetic import ensure_synthetic
-    return ensure_synthetic(cache_dir=str(tmp_path_factory.mktemp("synth")), seed=0, num_train=12,
-                            num_test=6, num_classes=20, feature_dim=64, min_len=40, max_len=80)
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,8 +130,8 @@ def test_global_mean_var_is_the_unbiased_statistic_of_all_values():
 
 
 # -- one process under torchrun = the plain run ------------------------------------------------
-def test_world_size_1_equals_plain_run(root, tmp_path):
-    args = ["--data-root", root, "--max-steps", "7", "--eval-every", "3"] + TINY
+def test_world_size_1_equals_plain_run(tiny_root, tmp_path):
+    args = ["--data-root", tiny_root, "--max-steps", "7", "--eval-every", "3"] + TINY
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as the children
     try:
@@ -155,13 +148,13 @@ def test_world_size_1_equals_plain_run(root, tmp_path):
 
 # -- two ranks: a run killed on one rank, its resume, an uninterrupted run -----------------------
 @pytest.fixture(scope="module")
-def two_ranks(root, tmp_path_factory):
+def two_ranks(tiny_root, tmp_path_factory):
     """K: 2 one-process 'nodes'; rank 1 is killed (SIGKILL) after its 7th step. R: K resumed
     on 2 ranks to step M = K's last checkpoint + 4. U: the same M steps uninterrupted."""
     base = tmp_path_factory.mktemp("ranks")
     # --val-fraction 0.17: 10 training videos = 2 global batches of 2 x 2 and a tail of 2 (1 a
     # rank); evaluations every 5 steps on the 2 held-out videos, the test split at the end
-    args = ["--data-root", root, "--eval-every", "5", "--set", "save_every=3",
+    args = ["--data-root", tiny_root, "--eval-every", "5", "--set", "save_every=3",
             "--val-fraction", "0.17"] + TINY
     hk, hu = base / "hash_k", base / "hash_u"
     hk.mkdir()
@@ -201,6 +194,47 @@ def two_ranks(root, tmp_path_factory):
             "hk": hk, "hu": hu, "out_u": out_u}
 
 
+def test_signal_on_one_rank_stops_every_rank_at_the_same_step(tiny_root, tmp_path):
+    """SIGTERM to rank 1 alone: both ranks stop after the same step, last.pt holds it, rank 0
+    prints the resume command once."""
+    args = ["--data-root", tiny_root, "--eval-every", "50", "--max-steps", "100000", "--out",
+            str(tmp_path / "s")] + TINY
+    hs = tmp_path / "hash"
+    hs.mkdir()
+    port = _free_port()
+    logs = [open(tmp_path / f"node{r}.log", "w") for r in (0, 1)]
+    nodes = [subprocess.Popen(_torchrun_cmd(1, args, nnodes=2, node_rank=r, port=port), cwd=str(tmp_path),
+                              env=_env(SAL_EXT_STATE_HASH=str(hs)), stdout=logs[r], stderr=subprocess.STDOUT)
+             for r in (0, 1)]
+    try:
+        deadline = time.monotonic() + 180
+        rank1 = hs / "state_hash.rank1.jsonl"
+        while not (rank1.exists() and len(_jsonl(rank1)) >= 3):
+            assert time.monotonic() < deadline and nodes[0].poll() is None, "the run did not start"
+            time.sleep(0.05)
+        workers = _children(nodes[1].pid)
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGTERM)
+        for p in nodes:
+            p.wait(timeout=120)
+    finally:
+        for p, log in zip(nodes, logs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    out0 = (tmp_path / "node0.log").read_text()
+    ck = torch.load(tmp_path / "s" / "last.pt", weights_only=False)
+    steps = [r["step"] for r in _jsonl(tmp_path / "s" / "train_log.jsonl")]
+    assert steps == list(range(1, ck["step"] + 1)) and ck["world_size"] == 2
+    r0, r1 = _jsonl(hs / "state_hash.rank0.jsonl"), _jsonl(hs / "state_hash.rank1.jsonl")
+    assert len(r0) == len(r1) == ck["step"]                 # the same last step on both ranks
+    lines = [ln for ln in out0.splitlines() if "interrupted (SIGTERM)" in ln]
+    assert len(lines) == 1 and f"after step {ck['step']}" in lines[0], out0[-3000:]
+    assert f"--resume {tmp_path / 's'}" in lines[0] and "--nnodes 2" in lines[0]
+    assert not re.search(r'File "[^"]*sal_ext[/\\]', out0), out0[-3000:]
+
+
 def test_lost_rank_is_named(two_ranks):
     out = two_ranks["out_k"]
     assert two_ranks["rc_k"] != 0
@@ -237,31 +271,40 @@ def test_resume_of_killed_two_rank_run_is_exact(two_ranks):
 
 
 def _unsharded_test_eval(ckpt_path, root):
+    """The unsharded evaluation, at the children's thread count (OMP_NUM_THREADS=1): torch's CPU
+    convolutions and sums split their work by thread count, so results are bit-equal only at equal
+    thread counts (sharding itself changes no bit; see README, More than one GPU)."""
     model, cfg = infer.load_checkpoint(str(ckpt_path), None, [], "cpu")
     cfg = dict(cfg, data_root=root)
     ds = train.build_split(cfg, cfg["train"]["test_split"], "uniform")
-    return train.evaluate_split(model, ds, cfg, torch.device("cpu"), batch_size=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(_env()["OMP_NUM_THREADS"]))
+    try:
+        return train.evaluate_split(model, ds, cfg, torch.device("cpu"), batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def test_sharded_evaluation_equals_unsharded(two_ranks, root):
+def test_sharded_evaluation_equals_unsharded(two_ranks, tiny_root):
     base = two_ranks["base"]
     final = _jsonl(base / "u" / "eval_log.jsonl")[-1]
     assert final["final"] and final["world_size"] == 2
-    ref = _unsharded_test_eval(base / "u" / "best.pt", root)
+    ref = _unsharded_test_eval(base / "u" / "best.pt", tiny_root)
     assert final["mAP"] == ref["mAP"] and final["averages"] == ref["averages"]
     assert final["num_detections"] == ref["num_detections"] > 0
     assert final["classification_accuracy"] == ref["classification_accuracy"]
     with open(base / "u" / "results.json") as f:
         assert json.load(f) == json.loads(json.dumps(ref["results"]))
     assert "mAP@0.10" in two_ranks["out_u"] and "avg 0.1:0.7" in two_ranks["out_u"]
+    assert two_ranks["out_u"].count("run folder:") == 1 and two_ranks["out_u"].count("data:") == 1
 
 
-def test_infer_split_root_sharded(two_ranks, root):
+def test_infer_split_root_sharded(two_ranks, tiny_root):
     base = two_ranks["base"]
-    out = _torchrun(str(base), 2, ["--checkpoint", str(base / "u" / "best.pt"), "--split-root", root,
+    out = _torchrun(str(base), 2, ["--checkpoint", str(base / "u" / "best.pt"), "--split-root", tiny_root,
                                    "--device", "cpu", "--out", str(base / "sharded.json")],
                     module="sal_ext.infer")
-    ref = _unsharded_test_eval(base / "u" / "best.pt", root)
+    ref = _unsharded_test_eval(base / "u" / "best.pt", tiny_root)
     with open(base / "sharded.json") as f:
         assert json.load(f) == json.loads(json.dumps(ref["results"]))
     assert out.count("mAP@0.10") == 1                      # rank 0 alone prints

@@ -224,10 +224,65 @@ def test_protocol_all_warns_once():
     assert sum("'Nope'" in m for m in msgs) == 1, msgs
 
 
-def test_evaluator_does_not_import_the_training_stack():
-    code = ("import sys, sal_ext.evaluate; "
+def test_evaluator_does_not_import_the_training_stack_nor_torch():
+    # `import sal_ext` and the evaluator load neither torch nor the training code; sal_ext.ops
+    # still works as an attribute (loaded then, with torch)
+    code = ("import json, sys, sal_ext; light = 'torch' not in sys.modules; import sal_ext.evaluate; "
             "bad = [m for m in sys.modules if m.startswith('sal_ext.') and m.split('.')[1] in "
-            "('model', 'losses', 'data', 'train', 'inference', 'infer', 'config')]; print(bad)")
+            "('model', 'losses', 'data', 'train', 'inference', 'infer', 'config', 'ops')]; "
+            "torch = [m for m in sys.modules if m.split('.')[0] == 'torch']; "
+            "print(json.dumps([light, bad, torch, callable(sal_ext.ops.detection_ap), 'torch' in sys.modules]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert json.loads(r.stdout) == [True, [], [], True, True]
+
+
+def _imported(importtime_stderr: str):
+    """Module names from `python -X importtime` output."""
+    return [ln.split("|")[-1].strip() for ln in importtime_stderr.splitlines()
+            if ln.startswith("import time:") and ln.split("|")[1].strip().isdigit()]
+
+
+def test_evaluate_command_imports_no_torch(tmp_path):
+    # the command itself, as the issue measured it: `python -X importtime -m sal_ext.evaluate ...`
+    gt, pred, amb = thumos_like_files(3)
+    g, p, a = tmp_path / "gt.json", tmp_path / "pred.json", tmp_path / "amb.txt"
+    g.write_text(json.dumps(gt))
+    p.write_text(json.dumps(pred))
+    a.write_text("".join(f"{v} {s!r} {e!r}\n" for v, s, e in amb))
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "sal_ext.evaluate", "--gt", str(g), "--pred", str(p),
+                        "--protocol", "all", "--ambiguous", str(a), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert list(json.loads(r.stdout.splitlines()[-1])["rows"]) == ["activitynet", "wtalc", "thumos14"]
+    mods = _imported(r.stderr)
+    assert {"numpy", "sal_ext.numpy_ops.detection", "sal_ext.evaluation.activitynet"} <= set(mods)  # parsed
+    assert [m for m in mods if m.split(".")[0] == "torch" or m.startswith("sal_ext.ops")] == []
+
+
+def test_evaluator_without_the_extension(tmp_path):
+    # no sal_ext._C (a build without kernels): every protocol on the numpy fallback, the same
+    # numbers as the kernel's to 1e-12, still without torch; backend="kernel" says why it can't
+    gt, pred, amb = thumos_like_files(4)
+    g, p = tmp_path / "gt.json", tmp_path / "pred.json"
+    g.write_text(json.dumps(gt))
+    p.write_text(json.dumps(pred))
+    code = ("import json, sys; sys.modules['sal_ext._C'] = None\n"
+            "from sal_ext import _ext, evaluate as ev\n"
+            f"amb = {amb!r}\n"
+            f"res = {{k: ev.detection_map({str(g)!r}, {str(p)!r}, protocol=k, ambiguous=amb)['ap'].tolist()\n"
+            "       for k in ('activitynet', 'wtalc', 'thumos14')}\n"
+            "try:\n"
+            f"    ev.detection_map({str(g)!r}, {str(p)!r}, backend='kernel')\n"
+            "except RuntimeError as exc:\n"
+            "    err = str(exc)\n"
+            "print(json.dumps([_ext.available(), 'torch' in sys.modules, err, res]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    available, torch_loaded, err, res = json.loads(r.stdout)
+    assert not available and not torch_loaded
+    assert err.startswith("detection_ap: no cpu kernel was built") and "\n" not in err
+    for k, ap in res.items():
+        want = ev.detection_map(str(g), str(p), protocol=k, ambiguous=amb, backend="kernel")["ap"]
+        assert (want[~np.isnan(want)] > 0).any()
+        np.testing.assert_allclose(np.array(ap, dtype=float), want, rtol=0, atol=1e-12)

@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from sal_ext import infer, train
-
-TINY = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segments=32",
-        "--batch-size", "4", "--no-progress", "--seed", "3"]
-
+from tiny_run import TINY
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from sal_ext.data.synthetic import ensure_synthetic
-    root = ensure_synthetic(cache_dir=str(tmp_path_factory.mktemp("synth")), seed=0, num_train=12,
-                            num_test=6, num_classes=20, feature_dim=64, min_len=40, max_len=80)
+def setup(tiny_root, tmp_path_factory):
+    root = tiny_root
     run = str(tmp_path_factory.mktemp("run"))
     assert train.main(["--data-root", root, "--out", run, "--max-steps", "3"] + TINY) == 0
     vid = Path(root, "split_test.txt").read_text().split()[0]

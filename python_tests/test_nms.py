@@ -36,10 +36,25 @@ def _random_case(n, dtype=torch.float64, device="cpu", labels=False, num_labels=
 
 
 def _assert_same(got, want, dtype):
+    """The same outputs in the same order, where the order is defined: exp differs by an ulp
+    between libraries (glibc's in the kernels; numpy's and torch's SIMD exp, which on AVX-512
+    CPUs give other last bits), so two decayed scores that are equal in exact arithmetic may
+    come out in either order. Inside a run of scores equal to `tol`, any order is accepted."""
     assert got[0].dtype == torch.int64 and got[1].dtype == dtype
-    assert torch.equal(got[0].cpu(), want[0].cpu()), (got, want)
-    tol = 1e-12 if dtype == torch.float64 else 1e-6  # exp differs by an ulp between libraries
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    gi, wi = got[0].cpu(), want[0].cpu()
+    assert gi.shape == wi.shape, (got, want)
     torch.testing.assert_close(got[1].cpu(), want[1].cpu(), rtol=tol, atol=tol)
+    if torch.equal(gi, wi):
+        return
+    ws = want[1].cpu().double().tolist()
+    i = 0
+    while i < len(ws):
+        j = i + 1
+        while j < len(ws) and abs(ws[j] - ws[i]) <= tol * max(1.0, abs(ws[i])):
+            j += 1
+        assert sorted(gi[i:j].tolist()) == sorted(wi[i:j].tolist()), (i, got, want)
+        i = j
 
 
 @pytest.mark.parametrize("labels", [False, True])
@@ -400,7 +415,7 @@ def test_cpu_windowed_equals_plain_scans(monkeypatch, method):
         scale = [1.0, 1e3, 1e5][trial % 3]
         seg, sc, lab = _random_case(n, labels=trial % 2 == 1, quantize=trial % 4 == 0, gen=gen)
         seg = seg * scale
-        kw = dict(iou_threshold=[-0.2, 0.0, 0.4, 1.0][trial % 4], method=method, sigma=0.3,
+        kw = dict(iou_threshold=[0.05, 0.0, 0.4, 1.0][trial % 4], method=method, sigma=0.3,
                   plus_one=trial % 3 == 1, min_score=[None, 0.3][trial % 2], max_keep=[None, 7][trial % 5 == 0])
         monkeypatch.setattr(nms_mod, "_CPU_WINDOWED", 2)
         a = nms_1d(seg, sc, lab, backend="kernel", **kw)

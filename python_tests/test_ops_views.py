@@ -1,4 +1,10 @@
-"""Tensors whose memory does not hold their values, on every op and backend.
+"""Views, on every op and backend: tensors whose memory does not hold their values, and
+non-contiguous tensors.
+
+Non-contiguous input (a slice with a step, a transpose) is accepted by every op and copied
+(one rule, sal_ext.ops._common.check_tensor); the result equals the contiguous input's, the
+kernel equals the fallback on it, and gradients reach the non-contiguous view exactly.
+
 
 torch._neg_view(t) and the imaginary part of a conjugated complex tensor set the negative bit
 and keep the un-negated memory; efficient zero tensors have no memory at all. A kernel that
@@ -150,3 +156,91 @@ def test_sparse_refused():
         ops.second_order_pool(torch.nested.nested_tensor([torch.randn(4, 5)] * 2, layout=torch.jagged))
     with pytest.raises(ValueError, match="`segments`.*dense"):
         ops.nms_1d(torch.tensor([[0.0, 1.0]]).to_sparse(), torch.ones(1), iou_threshold=0.5)
+
+
+# ---- non-contiguous input: accepted and copied, on every op and backend ----------------------
+
+def _strided(t):
+    """t's values in a view with stride 2 along the last dimension; the gaps hold NaN (floats)
+    or -7 (integers), so a kernel reading the memory as if contiguous sees garbage."""
+    buf = torch.full((*t.shape[:-1], 2 * t.shape[-1]), float("nan") if t.is_floating_point() else -7,
+                     dtype=t.dtype, device=t.device)
+    buf[..., ::2] = t
+    v = buf[..., ::2]
+    assert not v.is_contiguous() and torch.equal(v, t)
+    return v
+
+
+def _transposed(t):
+    """t's values in a view with its last two dimensions' strides swapped (a .mT of a copy)."""
+    v = t.mT.contiguous().mT
+    assert not v.is_contiguous() and torch.equal(v, t)
+    return v
+
+
+LAYOUTS = {"strided": _strided, "transposed": _transposed}
+LAYOUT_ARGS = [(op, name, lay) for op, name in ARGS for lay in LAYOUTS
+               if lay == "strided" or _case(op, "cpu")[1][name].dim() >= 2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op,name,layout", LAYOUT_ARGS, ids=[f"{o}-{n}-{l}" for o, n, l in LAYOUT_ARGS])
+def test_non_contiguous_input(device, op, name, layout, backend):
+    fn, args, kw = _case(op, device)
+    want = fn(**args, **kw, backend=backend)
+    got = fn(**{**args, name: LAYOUTS[layout](args[name])}, **kw, backend=backend)
+    _assert_same(got, want)
+
+
+def _assert_close(a, b):
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
+    else:
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_close(x, y)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_non_contiguous_kernel_equals_fallback(device, op):
+    # every tensor argument non-contiguous at once
+    fn, args, kw = _case(op, device)
+    views = {k: _strided(v) for k, v in args.items()}
+    _assert_close(fn(**views, **kw, backend="kernel"), fn(**views, **kw, backend="torch"))
+
+
+def _gradcheck_cases(device, backend):
+    """(name, function of one differentiable input, that input as a non-contiguous leaf)."""
+    f64 = dict(dtype=torch.float64, device=device)
+    torch.manual_seed(5)
+    score = _transposed(torch.randn(2, 7, 3, **f64))  # distinct values: a stable selection
+    lengths = torch.tensor([7, 5], device=device)
+    return [
+        ("second_order_pool", lambda x: ops.second_order_pool(x, lengths - 1, backend=backend),
+         _transposed(torch.randn(2, 3, 6, **f64))),
+        ("second_order_pool-center", lambda x: ops.second_order_pool(x, center=True, scale="mean",
+                                                                     backend=backend),
+         _strided(torch.randn(2, 3, 5, **f64))),
+        ("segment_mixup", lambda x: ops.segment_mixup(x, 1, backend=backend),
+         _transposed(torch.randn(3, 4, 5, **f64))),
+        ("segment_mixup-weight", lambda x: ops.segment_mixup(x, 2, 0.3, backend=backend),
+         _strided(torch.randn(3, 4, **f64))),
+        ("topk_mil", lambda v: ops.topk_mil(score, v, k=2, lengths=lengths, backend=backend)[0],
+         _transposed(torch.randn(2, 7, 3, **f64))),
+    ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_gradcheck(device, backend):
+    # the copy is part of the graph: gradients w.r.t. the non-contiguous leaf are exact
+    for name, fn, x in _gradcheck_cases(device, backend):
+        x.requires_grad_(True)
+        assert x.is_leaf and not x.is_contiguous()
+        assert torch.autograd.gradcheck(fn, (x,)), name
+        # and they equal the gradients w.r.t. the same values held contiguously
+        xc = x.detach().contiguous().requires_grad_(True)
+        dy = torch.randn_like(fn(xc))
+        (g,) = torch.autograd.grad(fn(x), x, dy)
+        (gc,) = torch.autograd.grad(fn(xc), xc, dy)
+        torch.testing.assert_close(g, gc, rtol=0, atol=0, msg=name)

@@ -49,8 +49,6 @@ def test_mix_targets_matches_reference(device, shape):
 def test_bad_inputs():
     with pytest.raises(TypeError, match="`x`"):
         segment_mixup(torch.zeros(2, 3, dtype=torch.int64))
-    with pytest.raises(ValueError, match="`x`.*contiguous"):
-        segment_mixup(torch.zeros(3, 2).t())
     with pytest.raises(TypeError, match="`x`"):
         segment_mixup([1.0, 2.0])
     with pytest.raises(ValueError, match="`x`"):

@@ -11,16 +11,7 @@ import torch
 
 from sal_ext import config as C
 from sal_ext import infer, train
-
-TINY = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segments=32",
-        "--batch-size", "4", "--no-progress", "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    from sal_ext.data.synthetic import ensure_synthetic
-    return ensure_synthetic(cache_dir=str(tmp_path_factory.mktemp("synth")), seed=0, num_train=12,
-                            num_test=6, num_classes=20, feature_dim=64, min_len=40, max_len=80)
+from tiny_run import TINY
 
 
 def _log(path, name="train_log.jsonl"):
@@ -28,9 +19,9 @@ def _log(path, name="train_log.jsonl"):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def test_train_evaluate_resume_infer(root, tmp_path, capsys):
+def test_train_evaluate_resume_infer(tiny_root, tmp_path, capsys):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    args = ["--data-root", root, "--eval-every", "3"] + TINY
+    args = ["--data-root", tiny_root, "--eval-every", "3"] + TINY
     assert train.main(args + ["--out", a, "--max-steps", "7"]) == 0
     table = capsys.readouterr().out
     assert "mAP@0.10" in table and "avg 0.1:0.7" in table
@@ -62,9 +53,9 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
     assert not [f for f in os.listdir(a) if ".tmp" in f]  # atomic writes leave no temp file
 
     # inference: one video (features in one file, and as rgb + flow), then the whole split
-    vid = Path(root, "split_test.txt").read_text().split()[0]
-    rgb = os.path.join(root, "features", "test", "rgb", vid + ".npy")
-    flow = os.path.join(root, "features", "test", "flow", vid + ".npy")
+    vid = Path(tiny_root, "split_test.txt").read_text().split()[0]
+    rgb = os.path.join(tiny_root, "features", "test", "rgb", vid + ".npy")
+    flow = os.path.join(tiny_root, "features", "test", "flow", vid + ".npy")
     both = str(tmp_path / "v.npy")
     np.save(both, np.concatenate([np.load(rgb), np.load(flow)], 1))
     png = str(tmp_path / "v.png")
@@ -76,7 +67,7 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[2:] == one.splitlines()[2:-1]
     from sal_ext.data import THUMOS14_CLASSES
     res = str(tmp_path / "results.json")
-    assert infer.main(["--checkpoint", os.path.join(a, "best.pt"), "--split-root", root, "--out", res]) == 0
+    assert infer.main(["--checkpoint", os.path.join(a, "best.pt"), "--split-root", tiny_root, "--out", res]) == 0
     out = json.loads(Path(res).read_text())
     assert set(out) >= {"results"} and len(out["results"]) >= 1
     for dets in out["results"].values():
@@ -84,9 +75,9 @@ def test_train_evaluate_resume_infer(root, tmp_path, capsys):
             assert d["segment"][0] <= d["segment"][1] and d["label"] in THUMOS14_CLASSES
 
 
-def test_val_fraction_selects_on_held_out_videos(root, tmp_path):
+def test_val_fraction_selects_on_held_out_videos(tiny_root, tmp_path):
     out = str(tmp_path / "v")
-    assert train.main(["--data-root", root, "--out", out, "--max-steps", "2", "--eval-every", "1",
+    assert train.main(["--data-root", tiny_root, "--out", out, "--max-steps", "2", "--eval-every", "1",
                        "--val-fraction", "0.25"] + TINY) == 0
     ev = _log(out, "eval_log.jsonl")
     assert [r["split"] for r in ev] == ["val", "val", "test"] and ev[-1]["final"]
@@ -94,7 +85,7 @@ def test_val_fraction_selects_on_held_out_videos(root, tmp_path):
     assert ck["config"]["val_fraction"] == 0.25
 
 
-def test_reference_checkpoint_loads_in_infer(root, tmp_path):
+def test_reference_checkpoint_loads_in_infer(tiny_root, tmp_path):
     """A bare state dict (the reference's CAS_Only.pkl format) with --preset and overrides."""
     from sal_ext.model import SAL
     model = SAL(in_dim=64, num_classes=20, hidden=8)
@@ -103,8 +94,9 @@ def test_reference_checkpoint_loads_in_infer(root, tmp_path):
     m, cfg = infer.load_checkpoint(path, "thumos14", ["feature_dim=64", "model.hidden=8", "num_segments=32"], "cpu")
     for k, v in model.state_dict().items():
         assert torch.equal(m.state_dict()[k], v)
-    vid = Path(root, "split_test.txt").read_text().split()[0]
-    feats = np.concatenate([np.load(os.path.join(root, "features", "test", s, vid + ".npy")) for s in ("rgb", "flow")], 1)
+    vid = Path(tiny_root, "split_test.txt").read_text().split()[0]
+    feats = np.concatenate([np.load(os.path.join(tiny_root, "features", "test", s, vid + ".npy"))
+                            for s in ("rgb", "flow")], 1)
     dets, out, post = infer.localize(m, cfg, feats.astype(np.float32))
     assert out["cas"].shape == (1, 32, 20)
     assert all(d["segment"][1] <= feats.shape[0] * 16 / 25 + 1e-6 + 16 / 25 * 2 for d in dets)
@@ -172,8 +164,8 @@ def test_cli_user_errors(tmp_path):
     feats = str(tmp_path / "x.npy")
     np.save(feats, np.zeros((10, 2048), np.float32))
     _user_error(infer.main, ["--checkpoint", str(tmp_path / "missing.pt"), "--features", feats], "no such file")
-    _user_error(infer.main, ["--checkpoint", str(junk), "--features", feats], "cannot read")
-    _user_error(infer.main, ["--checkpoint", other, "--features", feats], "does not fit the network")
+    _user_error(infer.main, ["--checkpoint", str(junk), "--features", feats], "not a PyTorch checkpoint")
+    _user_error(infer.main, ["--checkpoint", other, "--features", feats], "does not fit the --preset thumos14")
     _user_error(infer.main, ["--checkpoint", other, "--features", feats, "--set", "nope=1"],
                 "unknown config key 'nope'")
 

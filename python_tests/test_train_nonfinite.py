@@ -10,16 +10,7 @@ import pytest
 import torch
 
 from sal_ext import losses, train
-
-TINY = ["--set", "feature_dim=64", "--set", "model.hidden=8", "--set", "num_segments=32",
-        "--batch-size", "4", "--no-progress", "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    from sal_ext.data.synthetic import ensure_synthetic
-    return ensure_synthetic(cache_dir=str(tmp_path_factory.mktemp("synth")), seed=0, num_train=12,
-                            num_test=6, num_classes=20, feature_dim=64, min_len=40, max_len=80)
+from tiny_run import TINY
 
 
 def _steps(out):
@@ -27,7 +18,7 @@ def _steps(out):
         return [json.loads(line)["step"] for line in f if line.strip()]
 
 
-def test_nan_term_stops_at_its_step_and_keeps_last_pt(root, tmp_path, monkeypatch):
+def test_nan_term_stops_at_its_step_and_keeps_last_pt(tiny_root, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     real = losses.consistency_mse
     calls = {"n": 0}
@@ -38,7 +29,7 @@ def test_nan_term_stops_at_its_step_and_keeps_last_pt(root, tmp_path, monkeypatc
         return v * float("nan") if calls["n"] == 5 else v
     monkeypatch.setattr(losses, "consistency_mse", mse_nan_at_step_5)
     with pytest.raises(SystemExit) as e:
-        train.main(["--data-root", root, "--out", out, "--max-steps", "8", "--set", "save_every=2",
+        train.main(["--data-root", tiny_root, "--out", out, "--max-steps", "8", "--set", "save_every=2",
                     "--set", "eval_every=null"] + TINY)
     msg = e.value.code
     assert isinstance(msg, str) and "\n" not in msg, msg
@@ -52,11 +43,11 @@ def test_nan_term_stops_at_its_step_and_keeps_last_pt(root, tmp_path, monkeypatc
     assert not os.path.exists(os.path.join(out, "results.json"))
 
 
-def test_nonfinite_activations_stop_in_one_line(root, tmp_path):
+def test_nonfinite_activations_stop_in_one_line(tiny_root, tmp_path):
     """Finite but huge features (3e37) overflow in the first convolution: the run stops at step
     1 with a one-line error (before, a traceback from the op that met the NaN)."""
     data = str(tmp_path / "huge")
-    shutil.copytree(root, data)
+    shutil.copytree(tiny_root, data)
     for f in glob.glob(os.path.join(data, "features", "train", "rgb", "*.npy")):
         np.save(f, np.full(np.load(f).shape, 3e37, np.float32))
     out = str(tmp_path / "run")
@@ -68,11 +59,11 @@ def test_nonfinite_activations_stop_in_one_line(root, tmp_path):
     assert not os.path.exists(os.path.join(out, "last.pt"))
 
 
-def test_exit_status_and_no_traceback(root, tmp_path):
+def test_exit_status_and_no_traceback(tiny_root, tmp_path):
     import subprocess
     import sys
     data = str(tmp_path / "huge")
-    shutil.copytree(root, data)
+    shutil.copytree(tiny_root, data)
     for f in glob.glob(os.path.join(data, "features", "train", "flow", "*.npy")):
         np.save(f, np.full(np.load(f).shape, -3e37, np.float32))
     r = subprocess.run([sys.executable, "-m", "sal_ext.train", "--data-root", data, "--out", str(tmp_path / "r"),

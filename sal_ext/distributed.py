@@ -179,6 +179,17 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
+def max_over_ranks(value: int) -> int:
+    """The largest of every rank's `value` (the value itself in one process): e.g. whether any
+    rank was asked to stop, so that every rank stops at the same step."""
+    ctx = current()
+    if not ctx.initialized:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def broadcast_module(module: torch.nn.Module) -> None:
     """Copies rank 0's parameters and buffers to every rank."""
     if not current().initialized:

@@ -26,7 +26,7 @@ The protocols (``protocol=``; default ``activitynet``):
   score each take the unmatched ground truth of their video with the highest tIoU if
   >= threshold. AP: interpolated (all points). Default thresholds: 0.1:0.7 (``--dataset
   thumos14``; averages 0.1:0.5, 0.3:0.7, 0.1:0.7) or 0.5:0.95 (``--dataset activitynet``).
-  See ``sal_ext.evaluation.activitynet`` and ``sal_ext.ops.detection``.
+  See ``sal_ext.evaluation.activitynet`` and ``sal_ext.numpy_ops.detection``.
 * ``wtalc`` -- W-TALC / CO2-Net / DELU / P-MIL's eval code. Units: snippets,
   ``round(t * fps / frames_per_snippet)`` (25 / 16). Filter: predictions whose snippet range
   shares a snippet with an ambiguous segment of their video are removed. Matching and AP:
@@ -44,9 +44,10 @@ challenge folder's ``Ambiguous_<subset>.txt``, and ``--ambiguous FILE`` / ``ambi
 
 ``--tiou`` is either a comma-separated list (``0.3,0.5,0.7``: the floats exactly as written)
 or ``start:stop:step`` (``0.1:0.7:0.1``): like ``np.linspace(start, stop, n)`` with
-``n = round((stop - start) / step) + 1``, i.e. both ends included. It applies to every
-protocol. An average is printed only for a range the thresholds cover and is labelled by
-what it averages (``sal_ext.evaluation.thresholds``).
+``n = round((stop - start) / step) + 1``, i.e. both ends included; an empty item
+(``0.3,,0.5``) or a threshold given twice is refused. It applies to every protocol. An
+average is printed only for a range the thresholds cover and is labelled by what it averages
+(``sal_ext.evaluation.thresholds``).
 
 Files (``sal_ext.evaluation.loading``): ground truth ``{"database": {video: {"subset": s,
 "annotations": [{"label": l, "segment": [start, end]}, ...]}}}`` or a folder of the
@@ -77,7 +78,9 @@ Python API: ``detection_map(gt, pred, ..., protocol=)`` (paths or loaded dicts),
 ``detection_map_protocols(gt, pred, protocols)`` (several, one table),
 ``detection_map_arrays(...)`` (ActivityNet protocol on tensors/arrays, for the trainer) and
 ``average_recall_vs_proposals(gt, proposals, ...)`` (ActivityNet proposal metric, AR@AN).
-This module imports numpy, torch and ``sal_ext.ops`` only (not the model, data or trainer).
+This module imports numpy and ``sal_ext._C`` only: not torch (tensors are accepted where arrays
+are, when the caller has torch), not the model, data or trainer; it starts in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -95,9 +98,10 @@ from .evaluation.proposals import average_recall_vs_proposals  # noqa: F401
 from .evaluation.summary import summarize
 from .evaluation.table import dropped_line, format_protocol_table, format_table, table_rows, to_json
 from .evaluation.thresholds import DATASETS, PROTOCOLS, check_protocol, default_thresholds, parse_tiou  # noqa: F401
+from .evaluation.thresholds import check_unique
 from .evaluation.thumos14 import thumos14_ap
 from .evaluation.wtalc import ambiguous_mask, to_snippets
-from .ops.detection import check_thresholds
+from .numpy_ops.detection import check_thresholds
 
 
 def _positive(x, name: str) -> float:
@@ -122,6 +126,8 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
         dataset: "thumos14" or "activitynet" (the activitynet protocol's default thresholds
             and named averages).
         per_class: include {class name: [AP per tIoU]}.
+        backend: the detection_ap kernel's (activitynet, wtalc): "auto" (default, or
+            SAL_EXT_BACKEND), "kernel" or "torch" (its numpy fallback; the same numbers).
         protocol: "activitynet" (default), "wtalc" or "thumos14" (module docstring).
         drop_unknown_videos: ignore (instead of counting as false positives) the predictions
             of videos outside the ground-truth subset; not the official number.
@@ -139,7 +145,7 @@ def detection_map(gt: JsonLike, pred: JsonLike, tiou_thresholds=None, subset: Op
     """
     check_protocol(protocol)
     thr = default_thresholds(dataset, protocol) if tiou_thresholds is None else \
-        check_thresholds(tiou_thresholds, "detection_map")
+        check_unique(check_thresholds(tiou_thresholds, "detection_map"), "detection_map: `tiou_thresholds`")
     if protocol == "wtalc":
         fps, frames_per_snippet = _positive(fps, "fps"), _positive(frames_per_snippet, "frames_per_snippet")
     amb_list: list = []
@@ -227,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                                           dataset=args.dataset, per_class=args.per_class,
                                           drop_unknown_videos=args.drop_unknown_videos, ambiguous=args.ambiguous,
                                           fps=args.fps, frames_per_snippet=args.snippet_frames)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:  # RuntimeError: SAL_EXT_BACKEND=kernel, none built
         msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
         p.exit(2, f"sal_ext.evaluate: error: {msg}\n")
     finally:

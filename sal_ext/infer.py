@@ -4,6 +4,9 @@
     python -m sal_ext.infer --checkpoint runs/x/best.pt --features video.npy [--out r.json] [--plot out.png]
     python -m sal_ext.infer --checkpoint runs/x/best.pt --rgb r.npy --flow f.npy --plot out.png --gt gt.json
     python -m sal_ext.infer --checkpoint CAS_Only.pkl --preset thumos14 --rgb r.npy --flow f.npy
+    # straight from video files (I3D features made in memory, as python -m sal_ext.features does)
+    python -m sal_ext.infer --checkpoint best.pt --video my.mp4 --rgb-weights R.pt --flow-weights F.pt
+    python -m sal_ext.infer --checkpoint best.pt --videos DIR --rgb-weights R.pt --flow-weights F.pt --out r.json
     # a whole split of a data set: an ActivityNet results JSON (and its mAP when gt exists)
     python -m sal_ext.infer --checkpoint runs/x/best.pt --split-root DATA --out results.json
     # the same, sharded over N processes (each runs its share of the videos; rank 0 writes)
@@ -24,6 +27,7 @@ Every flag combination either works or is refused in one line, and everything is
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -34,7 +38,10 @@ import torch
 
 from . import distributed
 from .config import PRESETS, apply_overrides, get_preset
-from .config_schema import validate_config
+from .checkpoint_fit import mismatch_message
+from .config.schema import validate_config
+from .features.flags import add_extraction_flags
+from .file_kinds import describe, sniff
 from .model import build_model, load_reference_state_dict
 from . import train as _train
 from .train import _message
@@ -53,17 +60,19 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
 
     A missing or unreadable file, something that is not a state dict, a bad --set or a state
     dict that does not fit the preset's network raise SystemExit with a one-line message."""
-    if not os.path.isfile(path):
-        raise _user_error(f"--checkpoint {path}: no such file")
+    _check_file(path, "--checkpoint")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
+        if getattr(exc, "errno", None) is None and sniff(path) not in ("zip", "pickle"):  # not an OS error
+            raise _user_error(f"--checkpoint {path}: not a PyTorch checkpoint (torch.save's format): it is "
+                              f"{describe(path)}") from None
         raise _user_error(f"--checkpoint: cannot read {path}: {exc}") from None
     if not isinstance(ck, Mapping):
         raise _user_error(f"--checkpoint {path} holds a {type(ck).__name__}, not a state dict or a "
                           "checkpoint of sal_ext.train")
     if "config" in ck and "model" in ck:
-        cfg = ck["config"]
+        cfg = copy.deepcopy(ck["config"])  # --set must not edit the checkpoint's own record
         if preset is not None:
             keep = ("model", "num_classes", "feature_dim", "num_segments", "class_names")
             cfg = {**get_preset(preset), **{k: cfg.get(k) for k in keep if k in cfg}}
@@ -77,9 +86,10 @@ def load_checkpoint(path: str, preset: Optional[str], overrides: Sequence[str], 
     model = build_model(cfg)
     try:
         load_reference_state_dict(model, ck)
-    except (ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:  # another network
-        what = "" if preset else " (a reference state dict needs the matching --preset)"
-        raise _user_error(f"--checkpoint {path} does not fit the network{what}: {exc}") from None
+    except RuntimeError:  # load_state_dict: missing, unexpected or other-shaped tensors
+        raise _user_error(mismatch_message(path, ck, cfg, model.state_dict(), preset, overrides)) from None
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:  # not a state dict of tensors
+        raise _user_error(f"--checkpoint {path} is not a state dict of this network: {exc}") from None
     return model.to(device).eval(), cfg
 
 
@@ -99,7 +109,20 @@ def _load(path: str, flag: str) -> np.ndarray:
     try:
         x = np.load(path)
     except (OSError, ValueError, EOFError) as exc:
+        if getattr(exc, "errno", None) is None and sniff(path) != "npy":  # not an OS error: the content
+            raise _user_error(f"{flag} {path}: not a NumPy .npy file: it is {describe(path)} (save the "
+                              f"[T, D] array with np.save)") from None
+        if "Object arrays" in str(exc):
+            raise _user_error(f"{flag} {path}: holds Python objects (dtype object), not a [T, D] array of "
+                              f"numbers") from None
         raise _user_error(f"{flag} {path}: cannot read it as a .npy array: {exc}") from None
+    if isinstance(x, np.lib.npyio.NpzFile):
+        keys = list(x.files)
+        x.close()
+        shown = ", ".join(repr(k) for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
+        raise _user_error(f"{flag} {path}: an .npz archive of {len(keys)} array(s) ({shown}), not one .npy "
+                          f"array: save the [T, D] one alone, e.g. np.save('x.npy', np.load({path!r})"
+                          f"[{(keys or ['KEY'])[0]!r}])")
     if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         shape = getattr(x, "shape", None)
         raise _user_error(f"{flag} {path}: expected a [T, D] array with T, D >= 1, got shape {shape}")
@@ -178,11 +201,24 @@ def check_writable(path: str, flag: str) -> None:
         raise _user_error(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
+def _check_file(path: str, flag: str) -> None:
+    """`path` is an existing file (not a folder): else a one-line error saying which."""
+    if os.path.isdir(path):
+        raise _user_error(f"{flag} {path}: is a folder, expected a file")
+    if not os.path.isfile(path):
+        raise _user_error(f"{flag} {path}: no such file")
+
+
 def check_flags(args: argparse.Namespace) -> None:
     """Refuses, in one line, every combination of flags that would not do what it says, and
     inputs that are missing or outputs that cannot be written."""
-    if not os.path.isfile(args.checkpoint):
-        raise _user_error(f"--checkpoint {args.checkpoint}: no such file")
+    _check_file(args.checkpoint, "--checkpoint")
+    if args.video or args.videos:
+        check_video_flags(args)
+        return
+    if args.rgb_weights or args.flow_weights:
+        raise _user_error("--rgb-weights/--flow-weights make features from --video FILE or --videos DIR; "
+                          "give one of those")
     if args.split_root:
         for flag in ("features", "rgb", "flow", "plot", "gt", "video_id", "top"):
             if getattr(args, flag) is not None:
@@ -198,11 +234,12 @@ def check_flags(args: argparse.Namespace) -> None:
     if bool(args.rgb) != bool(args.flow):
         raise _user_error(f"--{'rgb' if args.rgb else 'flow'} needs --{'flow' if args.rgb else 'rgb'} too")
     if not (args.features or args.rgb):
-        raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR")
+        raise _user_error("give --features F.npy, or --rgb R.npy and --flow F.npy, or --split-root DIR, "
+                          "or --video FILE / --videos DIR")
     for flag in ("features", "rgb", "flow", "gt"):
         path = getattr(args, flag)
-        if path is not None and not os.path.isfile(path):
-            raise _user_error(f"--{flag} {path}: no such file")
+        if path is not None:
+            _check_file(path, f"--{flag}")
     if args.gt and not args.plot:
         raise _user_error("--gt is drawn by --plot: give --plot FILE too")
     if args.out:
@@ -216,9 +253,93 @@ def check_flags(args: argparse.Namespace) -> None:
             raise _user_error(exc) from None
 
 
+def check_video_flags(args: argparse.Namespace) -> None:
+    """--video FILE / --videos DIR: the feature flags are not for them, the weights are needed."""
+    flag = "--video" if args.video else "--videos"
+    if args.video and args.videos:
+        raise _user_error("give --video FILE or --videos DIR, not both")
+    for other in ("features", "rgb", "flow", "split_root"):
+        if getattr(args, other) is not None:
+            raise _user_error(f"--{other.replace('_', '-')} cannot be combined with {flag} (which makes the "
+                              "features from the video)")
+    for need in ("rgb_weights", "flow_weights"):
+        if not getattr(args, need):
+            raise _user_error(f"{flag} needs --{need.replace('_', '-')} (pytorch-i3d's "
+                              f"{need.split('_')[0]}_imagenet.pt)")
+    if args.video:
+        _check_file(args.video, "--video")
+    if args.videos:
+        if not os.path.isdir(args.videos):
+            raise _user_error(f"--videos {args.videos}: no such folder")
+        for flag1 in ("plot", "gt", "video_id"):
+            if getattr(args, flag1) is not None:
+                raise _user_error(f"--{flag1.replace('_', '-')} is for one video (--video), not --videos")
+        check_writable(args.out or "results.json", "--out")
+        return
+    if args.gt and not args.plot:
+        raise _user_error("--gt is drawn by --plot: give --plot FILE too")
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+        from .plot import PlotError, check_plot_file
+        try:
+            check_plot_file(args.plot)
+        except PlotError as exc:
+            raise _user_error(exc) from None
+
+
+def video_features(args: argparse.Namespace, specs: List[str], device) -> tuple:
+    """({name: [T, 2048] RGB + flow features}, {name: error line}) of the videos `specs`
+    (files or folders), made in memory by sal_ext.features with the extraction flags."""
+    try:
+        from .features import require_video_extra
+        require_video_extra()
+        from .features.extract import build_networks, features_in_memory, find_videos
+        from .features.flags import check_speed_flags, settings_from
+        check_speed_flags(args)
+        videos = find_videos(specs)
+        if args.video and args.video_id:
+            videos = [(args.video_id, videos[0][1])]
+        nets, settings = build_networks(settings_from(args), args.rgb_weights, args.flow_weights, device,
+                                        args.raft_weights)
+    except (ValueError, ImportError, OSError) as exc:
+        raise _user_error(exc) from None
+    from .features.pipeline import default_workers
+    workers = default_workers(len(videos), device) if args.workers is None else args.workers
+    feats, errors = features_in_memory(videos, nets, settings, workers=workers, batch_size=args.batch_size,
+                                       progress=not args.no_progress, report=not args.video)
+    return {k: np.concatenate([r, f], axis=1) for k, (r, f, _) in feats.items()}, errors
+
+
+def run_videos(args: argparse.Namespace, device) -> int:
+    """--videos DIR: every video's detections into one results JSON (--out, default
+    results.json); exit status 1 when a video failed (the others are written)."""
+    from .inference import save_results
+    feats, errors = video_features(args, [args.videos], device)
+    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
+    merged: Dict[str, Any] = {}
+    results = None
+    for vid in sorted(feats):
+        check_feature_width(feats[vid], cfg, "--videos")
+        dets, _, post = localize(model, cfg, feats[vid], video_id=vid, device=device)
+        results = post["results"] if results is None else results
+        merged[vid] = dets
+        print(f"{vid}: {feats[vid].shape[0]} snippets, {len(dets)} detections")
+    out_path = args.out or "results.json"
+    if results is not None:
+        save_results(dict(results, results=merged), out_path)
+        print(f"{sum(len(d) for d in merged.values())} detections of {len(merged)} videos written to {out_path}")
+    for vid in sorted(errors):
+        print(f"failed: {errors[vid]}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def video_name(args: argparse.Namespace) -> str:
     if args.video_id:
         return args.video_id
+    if args.video:
+        return os.path.splitext(os.path.basename(args.video))[0]
     base = os.path.basename(args.features or args.rgb)
     return base[:-4] if base.endswith(".npy") else base
 
@@ -288,6 +409,11 @@ def parse_args(argv=None):
                                  "default is results.json")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    v = p.add_argument_group("from video files (needs the [video] extra; see python -m sal_ext.features)")
+    v.add_argument("--video", help="a video file: its I3D features are made in memory, then as --features")
+    v.add_argument("--videos", help="a folder of video files: every video's detections into --out "
+                                    "(default results.json)")
+    add_extraction_flags(v, weights_required=False, flow_flag="--flow-method")
     return p.parse_args(argv)
 
 
@@ -314,6 +440,8 @@ def _main(argv=None) -> int:
         device = distributed.init(device).device   # torchrun: join the job (else unchanged)
     except ValueError as exc:
         raise _user_error(exc) from None
+    if args.videos:
+        return run_videos(args, device)
     if args.split_root:
         model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
         out_path = args.out or "results.json"
@@ -326,9 +454,15 @@ def _main(argv=None) -> int:
 
     vid = video_name(args)
     gt = ground_truth_of(args.gt, vid) if args.gt else None
-    feats = read_features(args.features, args.rgb, args.flow)
+    if args.video:
+        made, errors = video_features(args, [args.video], device)
+        if errors:
+            raise _user_error(next(iter(errors.values())))
+        feats = made[vid]
+    else:
+        feats = read_features(args.features, args.rgb, args.flow)
     model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
-    check_feature_width(feats, cfg, "--features" if args.features else "--rgb/--flow")
+    check_feature_width(feats, cfg, "--video" if args.video else "--features" if args.features else "--rgb/--flow")
     try:
         dets, out, post = localize(model, cfg, feats, video_id=vid, device=device)
     except ValueError as exc:

@@ -23,50 +23,18 @@ from __future__ import annotations
 import gc
 import json
 import os
+import stat
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from .config import THUMOS_ACT_THRESHOLDS  # np.arange(0.1, 1.0, 0.1), the reference's exact values
+from .inference_config import THUMOS_ACT_THRESHOLDS, InferenceConfig  # noqa: F401  (re-exported)
 from .ops import nms_1d
 from .ops._common import check_finite
 from .ops.proposals import oic_proposals_batched
-
-
-@dataclass
-class InferenceConfig:
-    """Post-processing settings; defaults are the THUMOS14 reference (SAL_SPEC.md)."""
-
-    class_threshold: float = 0.25          # classes with video score >= this; argmax if none
-    score_weight: float = 0.35             # s = softmax(w * cas_top + (1 - w) * sc)
-    topk_r: int = 8                        # k = T // r time steps for cas_top
-    fuse_weights: tuple = (1 / 3, 1 / 3, 1 / 3)  # combined = w0*softmax(cas) + w1*a_rgb + w2*a_flow
-    act_thresholds: tuple = THUMOS_ACT_THRESHOLDS
-    upsample: int = 24
-    outer_ratio: float = 0.2               # the reference passes gamma (0.2) as the OIC ratio
-    gamma: float = 0.2
-    nms_method: str = "sal"                # "sal" (reference soft-NMS) | "hard" | "linear" | "gaussian"
-    nms_threshold: float = 0.4
-    nms_sigma: float = 0.3                 # the reference's nms_alpha
-    nms_plus_one: bool = True              # reference quirk: +1 on second-valued lengths
-    fps: float = 25.0
-    frames_per_snippet: int = 16
-    max_detections: Optional[int] = None   # per video, highest scores after NMS (None: all)
-    # Added fields (defaults keep the THUMOS reference behaviour):
-    oic_skip_first_only: bool = True       # reference `positions.any()` quirk (see ops.proposals)
-    version: str = "VERSION 1.3"
-    external_data: dict = field(default_factory=dict)
-
-    @classmethod
-    def activitynet(cls, **overrides) -> "InferenceConfig":
-        """lizhilin-ustc/SAL_ActivityNet test settings (main_SA13_1.py, config13_base.py)."""
-        base = cls(class_threshold=0.1, score_weight=0.5, topk_r=4, fuse_weights=(0.6, 0.2, 0.2),
-                   nms_threshold=0.7, nms_sigma=0.35)
-        return replace(base, **overrides)
 
 
 def _fuse(p: torch.Tensor, a_rgb: torch.Tensor, a_flow: torch.Tensor, w) -> torch.Tensor:
@@ -248,14 +216,18 @@ def _build_json(keep, scores, video, label, segments, localize, video_ids, class
 def save_results(results: dict, path: str) -> None:
     """Writes an ActivityNet results JSON atomically (temp file in the same folder, rename).
 
-    `results` is the JSON dict, or the whole dict returned by :func:`postprocess`.
+    `results` is the JSON dict, or the whole dict returned by :func:`postprocess`. The file
+    gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
+    replaces, else 0o666 less the umask (not mkstemp's 0o600).
     """
     if "pred_multi_hot" in results and "results" in results:
         results = results["results"]
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    mode = _open_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=folder)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "w") as fh:
             json.dump(results, fh)
             fh.flush()
@@ -267,6 +239,17 @@ def save_results(results: dict, path: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _open_mode(path: str) -> int:
+    """The permission bits open(path, "w") leaves on path: an existing file keeps its own,
+    a new one gets 0o666 less the process umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)  # the only portable way to read the umask: set it and put it back
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 __all__ = ["InferenceConfig", "postprocess", "save_results", "video_scores", "predict_classes",

@@ -47,10 +47,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from . import distributed
+from . import distributed, preflight, run_folder
 from .config import PRESETS, apply_overrides, get_preset, inference_config, set_value
 from .config_schema import parse_range, validate_config
 from .losses import SALLoss
+from .interrupt import GracefulStop, Interrupted
 from .model import build_model, load_reference_state_dict
 
 
@@ -59,7 +60,7 @@ from .model import build_model, load_reference_state_dict
 # =============================================================================================
 def ensure_synthetic_data(cfg: Dict[str, Any]) -> str:
     from .data.synthetic import ensure_synthetic
-    return ensure_synthetic(**cfg.get("synthetic", {}))
+    return os.path.abspath(ensure_synthetic(**cfg.get("synthetic", {})))
 
 
 def build_split(cfg: Dict[str, Any], split: str, sampling: str):
@@ -136,11 +137,13 @@ def append_jsonl(path: str, record: Dict[str, Any]) -> None:
 
 
 def truncate_jsonl(path: str, max_step: int) -> None:
-    """Drops lines logged after the checkpoint we resume from (they will be redone)."""
+    """Drops lines logged after the checkpoint we resume from (they will be redone), and the
+    final report's line (a resumed run writes its own)."""
     if not os.path.exists(path):
         return
     with open(path) as f:
-        keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= max_step]
+        rows = [(ln, json.loads(ln)) for ln in f if ln.strip()]
+    keep = [ln for ln, r in rows if r.get("step", 0) <= max_step and not r.get("final")]
     with open(path, "w") as f:
         f.writelines(keep)
 
@@ -332,8 +335,9 @@ class Trainer:
 
     def __init__(self, cfg: Dict[str, Any], out_dir: str, device: torch.device,
                  backend: Optional[str] = None, num_workers: int = 0, progress: bool = True,
-                 val_fraction: float = 0.0):
+                 val_fraction: float = 0.0, resume_folder: Optional[str] = None):
         self.cfg, self.out, self.device = cfg, out_dir, device
+        self.monitor_test = bool(cfg.get("monitor_test"))   # --monitor-test (with a validation split)
         self.num_workers, self.progress = num_workers, progress
         tr = cfg["train"]
 
@@ -352,8 +356,10 @@ class Trainer:
             raise SystemExit(f"the data has {base.num_classes} classes, the preset {cfg['num_classes']}")
         if base.feature_dim != cfg["feature_dim"]:
             raise SystemExit(f"the data has feature_dim {base.feature_dim}, the preset {cfg['feature_dim']}")
+        preflight.check_against_data(cfg, base, base_dataset(self.test_set))
         cfg["class_names"] = list(base.class_names)   # kept in checkpoints, for sal_ext.infer
-        os.makedirs(out_dir, exist_ok=True)           # after the data checks: no empty run folders
+        # after the data checks: no empty run folders; a run is never written into but by --resume
+        run_folder.create_out_folder(out_dir, resume_folder)
 
         # model, loss, optimizer
         set_seed(tr["seed"], device)
@@ -367,6 +373,7 @@ class Trainer:
         self.best = {"metric": -math.inf, "step": None}
         self.last_map: Optional[float] = None
         self.saved_step: Optional[int] = None   # step of the last.pt on disk
+        self.evaluated_at: Optional[int] = None  # step of the last logged evaluation
 
     def _init_distributed(self, seed: int) -> None:
         """torchrun: self.net is DDP(self.model); the adaptive mask's EMA statistics are
@@ -471,6 +478,14 @@ class Trainer:
         if self.dist.is_main:
             truncate_jsonl(os.path.join(self.out, "train_log.jsonl"), self.step)
             truncate_jsonl(os.path.join(self.out, "eval_log.jsonl"), self.step)
+        # an evaluation at the saved step happened before the save: not redone at the end
+        logged = os.path.join(self.out, "eval_log.jsonl")
+        if self.dist.is_main and os.path.exists(logged):
+            with open(logged) as f:
+                steps = [json.loads(ln).get("step") for ln in f if ln.strip()]
+            if steps and steps[-1] == self.step:
+                self.evaluated_at = self.step
+        self.evaluated_at = distributed.broadcast_object(self.evaluated_at)
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
@@ -524,6 +539,17 @@ class Trainer:
 
     # -- loop -------------------------------------------------------------------------------
     def train(self) -> None:
+        """Trains to the end. SIGINT / SIGTERM: the step in progress (and its evaluation or
+        save, if due) finishes, last.pt is written and Interrupted is raised (every rank at the
+        same step under torchrun)."""
+        with GracefulStop() as stop:
+            self._train(stop)
+
+    def _stop_requested(self, stop: GracefulStop) -> int:
+        """The signal number when this or any rank was asked to stop, else 0."""
+        return distributed.max_over_ranks(stop.requested or 0)
+
+    def _train(self, stop: GracefulStop) -> None:
         tr = self.cfg["train"]
         total = self.total_steps()
         eval_every = int(tr["eval_every"]) if tr.get("eval_every") else 0
@@ -534,7 +560,7 @@ class Trainer:
             bar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, file=sys.stderr)
         train_log = os.path.join(self.out, "train_log.jsonl")
         base = base_dataset(self.train_set)
-        evaluated_at = None
+        evaluated_at = self.evaluated_at
         while self.step < total:
             base.set_epoch(self.epoch)
             batches = self.epoch_batches(self.epoch)
@@ -565,20 +591,33 @@ class Trainer:
                     evaluated_at = self.step
                 if save_every and self.step % save_every == 0:
                     self.save("last.pt")
+                signum = self._stop_requested(stop)
+                if signum:
+                    if self.saved_step != self.step:
+                        self.save("last.pt")
+                    if bar is not None:
+                        bar.close()
+                    raise Interrupted(signum, f"interrupted ({GracefulStop.name(signum)}) after step "
+                                              f"{self.step}: saved {os.path.join(self.out, 'last.pt')}")
                 if self.step >= total:
                     break
             if self.pos >= len(batches):
                 self.epoch, self.pos = self.epoch + 1, 0
         if tr.get("eval_at_end", True) and evaluated_at != self.step and self.step > 0:
             self._eval_and_select()
+            evaluated_at = self.step
+        self.evaluated_at = evaluated_at
         self.save("last.pt")
         if bar is not None:
             bar.close()
 
     def _eval_and_select(self) -> None:
+        self.evaluated_at = self.step
         rec = self.evaluate("select")
         self.log_eval(rec)
         self.maybe_select(rec)
+        if self.monitor_test and self.val_set is not None:   # --monitor-test: logged only
+            self.log_eval(self.evaluate("test"))
 
     # -- the final report -------------------------------------------------------------------
     def final_report(self) -> Dict[str, Any]:
@@ -655,13 +694,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset value, e.g. --set model.hidden=128 --set lr=3e-4")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--monitor-test", action="store_true",
+                   help="with --val-fraction: also evaluate the test split at every evaluation (logged "
+                        "in eval_log.jsonl, never used for selection; seed sweeps set it)")
+    p.add_argument("--seeds", help="seed sweep (sal_ext.sweep): one run per seed in OUT/seed<k>/, then "
+                                   "mean ± sd over the seeds; 5 = seeds 0..4, or a list 0,3,7. "
+                                   "--resume SWEEP_FOLDER continues a killed sweep")
+    p.add_argument("--jobs", help="seed sweep: runs at a time (default 1), torch threads divided among them")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace, base: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     cfg = copy.deepcopy(base) if base is not None else get_preset(args.preset)
     if args.data_root:
-        cfg["data_root"] = args.data_root
+        cfg["data_root"] = os.path.abspath(args.data_root)   # a resume from elsewhere finds it
     named = {"train.seed": args.seed, "train.batch_size": args.batch_size, "train.epochs": args.epochs,
              "train.max_steps": args.max_steps, "train.eval_every": args.eval_every}
     for key, val in named.items():
@@ -711,9 +757,15 @@ def load_resume_checkpoint(resume: str) -> Tuple[Dict[str, Any], str]:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch.load raises many kinds (unpickling, zip, EOF, ...)
         raise _user_error(f"--resume: cannot read {path}: {exc}") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
-        raise _user_error(f"--resume: {path} is not a last.pt of sal_ext.train "
-                          "(best.pt holds no optimizer state; resume from last.pt)")
+    if not isinstance(ckpt, dict) or "config" not in ckpt:
+        raise _user_error(f"--resume: {path} is not a last.pt of sal_ext.train (no config in it)")
+    opt = ckpt.get("optimizer")
+    if not (isinstance(opt, dict) and "state" in opt and "param_groups" in opt):
+        raise _user_error(f"--resume: {path} holds no optimizer state (best.pt and reference state dicts "
+                          "have none): resume from the run's last.pt")
+    missing = [k for k in ("model", "loss", "rng", "step", "epoch", "pos", "best") if k not in ckpt]
+    if missing:
+        raise _user_error(f"--resume: {path} lacks {', '.join(missing)}: not a last.pt of sal_ext.train")
     return ckpt, path
 
 
@@ -728,13 +780,45 @@ def check_backend_env() -> None:
 
 
 def main(argv=None) -> int:
-    """The command line; under torchrun one process of the job (sal_ext.distributed)."""
-    with distributed.job("python -m sal_ext.train"):
-        return _main(argv)
+    """The command line; under torchrun one process of the job (sal_ext.distributed).
+    Exit status: 0, 1 (an error, one line), 130 / 143 (stopped by SIGINT / SIGTERM)."""
+    try:
+        with distributed.job("python -m sal_ext.train"):
+            return _main(argv)
+    except KeyboardInterrupt:    # outside the training loop, or a second Ctrl-C
+        print("python -m sal_ext.train: interrupted", file=sys.stderr)
+        return 130
+
+
+def _is_builtin_synthetic(cfg: Dict[str, Any]) -> bool:
+    """True when cfg's data is the built-in synthetic set written into the cache (which a
+    resume on another machine writes again, the same), not a folder the user gave."""
+    from .data.synthetic import synthetic_dirname
+    return bool(cfg.get("synthetic")) and os.path.basename(cfg.get("data_root") or "") == \
+        synthetic_dirname(**cfg["synthetic"])
+
+
+def resume_command(out: str) -> str:
+    """The command that continues the run in `out` (torchrun with the same processes)."""
+    ctx = distributed.current()
+    if ctx.world == 1:
+        return f"python -m sal_ext.train --resume {out}"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or ctx.world)
+    nodes = f"--nnodes {ctx.world // local} " if ctx.world > local else ""
+    return f"torchrun {nodes}--nproc_per_node {local} -m sal_ext.train --resume {out}"
 
 
 def _main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    from . import sweep
+    if args.seeds is not None or sweep.is_sweep(args.resume):
+        try:
+            return sweep.main(args, argv)
+        except sweep.SweepError as exc:
+            raise _user_error(exc) from None
+    if args.jobs is not None:
+        raise _user_error("--jobs runs the seeds of a sweep: give --seeds too")
     check_backend_env()
     if not 0.0 <= args.val_fraction < 1.0:
         raise _user_error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
@@ -742,21 +826,33 @@ def _main(argv=None) -> int:
         raise _user_error("--device cuda: no CUDA device is available to torch")
     if args.data_root and not os.path.isdir(args.data_root):
         raise _user_error(f"--data-root {args.data_root}: no such folder")
-    ckpt = None
+    ckpt, resume_folder = None, None
     try:
         if args.resume:
             ckpt, path = load_resume_checkpoint(args.resume)
             cfg = build_config(args, ckpt["config"])
-            out = args.out or os.path.dirname(os.path.abspath(path))
+            resume_folder = os.path.dirname(os.path.abspath(path))
+            out = args.out or resume_folder
             diff = resume_mismatch(ckpt["config"], cfg)
             if diff:
                 raise _user_error(diff)
+            root = cfg.get("data_root")
+            if root and not os.path.isdir(root) and _is_builtin_synthetic(cfg) and not args.data_root:
+                cfg["data_root"] = None         # the synthetic set is written again, the same
+            elif root and not os.path.isdir(root):
+                raise _user_error(f"--resume: the run's data folder {root} (data_root in its config) does "
+                                  "not exist here; pass --data-root DIR")
         else:
             cfg = build_config(args)
-            out = args.out or os.path.join("runs", f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+            out = args.out or run_folder.default_out(cfg["name"])
+        run_folder.check_out_folder(out, resume_folder)   # never write into another run
     except (ValueError, KeyError, TypeError) as exc:  # --set overrides, config validation
         raise _user_error(exc) from None
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        preflight.check_memory(cfg, device)   # before anything is allocated
+    except ValueError as exc:
+        raise _user_error(exc) from None
     try:
         device = distributed.init(device).device   # torchrun: join the job (else unchanged)
     except ValueError as exc:
@@ -765,19 +861,22 @@ def _main(argv=None) -> int:
     main_rank = distributed.current().is_main
     val_fraction = args.val_fraction if ckpt is None else ckpt["config"].get("val_fraction", 0.0)
     cfg["val_fraction"] = val_fraction
+    cfg["monitor_test"] = bool(args.monitor_test if ckpt is None else ckpt["config"].get("monitor_test"))
 
+    say = print if main_rank else (lambda *a, **k: None)   # rank 0 alone talks
     try:
         if cfg["dataset"] == "thumos14" and cfg.get("synthetic") and not cfg.get("data_root"):
             cfg["data_root"] = ensure_synthetic_data(cfg)
-            print(f"data: {cfg['data_root']} (the built-in synthetic set, written once; "
-                  "SAL_EXT_CACHE sets the cache folder)", flush=True)
+            say(f"data: {cfg['data_root']} (the built-in synthetic set, written once; "
+                "SAL_EXT_CACHE sets the cache folder)", flush=True)
         elif cfg.get("data_root"):
-            print(f"data: {cfg['data_root']}", flush=True)
+            say(f"data: {cfg['data_root']}", flush=True)
         else:
             raise ValueError(f"preset {cfg['name']!r} needs --data-root")
-        print(f"run folder: {out}", flush=True)
+        say(f"run folder: {out}", flush=True)
         trainer = Trainer(cfg, out, device, backend=args.backend, num_workers=args.num_workers,
-                          progress=not args.no_progress, val_fraction=val_fraction)
+                          progress=not args.no_progress, val_fraction=val_fraction,
+                          resume_folder=resume_folder)
     except (ValueError, OSError) as exc:  # data problems, invalid settings
         raise _user_error(exc) from None
     if ckpt is not None:
@@ -788,13 +887,27 @@ def _main(argv=None) -> int:
         if main_rank:
             print(f"resumed from step {trainer.step} (epoch {trainer.epoch})", file=sys.stderr)
     if main_rank:
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=1)
+        try:
+            with open(os.path.join(out, "config.json"), "w") as f:
+                json.dump(cfg, f, indent=1)
+        except OSError as exc:
+            raise _user_error(f"--out {out}: cannot write config.json: {exc.strerror or exc}") from None
     t0 = time.perf_counter()
     try:
         trainer.train()
     except NonFiniteLoss as exc:
         raise _user_error(exc) from None
+    except Interrupted as exc:
+        if main_rank:
+            print(f"python -m sal_ext.train: {exc}; continue with: {resume_command(out)}",
+                  file=sys.stderr, flush=True)
+        return exc.exit_status
+    except KeyboardInterrupt:   # a second signal: no save
+        if main_rank:
+            at = (f"last.pt holds step {trainer.saved_step}; continue with: {resume_command(out)}"
+                  if trainer.saved_step else "nothing was saved")
+            print(f"python -m sal_ext.train: interrupted at step {trainer.step}; {at}", file=sys.stderr)
+        return 130
     rec = trainer.final_report()
     if not main_rank:
         return 0

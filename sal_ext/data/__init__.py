@@ -4,6 +4,11 @@
 torch Dataset whose items are dicts {"features" [num_segments, D], "label" [C],
 "video_id", "t_orig"}; ``check_dataset`` (and ``python -m sal_ext.data check``) lists every
 problem in a data folder; ``ensure_synthetic()`` writes (once) a small THUMOS-like set.
+
+Modules: ``datasets`` (the torch Datasets, the checker), one per on-disk layout (``thumos14``,
+``activitynet``, ``wtalc``) and ``layouts`` (the layouts by name, ``build_index``), what the
+layouts share (``split_index``, ``ground_truth``, ``feature_files``), ``sampling``,
+``synthetic``, ``classes``.
 """
 from .classes import THUMOS14_CLASSES
 from .datasets import (

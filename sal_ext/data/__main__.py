@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _index
+from . import layouts
 from .datasets import scan_dataset
 from .synthetic import write_synthetic_thumos
 
@@ -73,11 +73,11 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="list every problem in a data folder (exit 1 if any), else summarise it")
-    p.add_argument("--dataset", required=True, choices=list(_index.DATASETS))
+    p.add_argument("--dataset", required=True, choices=list(layouts.DATASETS))
     p.add_argument("--data-root", required=True, help="the data folder")
     p.add_argument("--splits", nargs="+", default=None, help="splits to check (default: train test)")
     p.add_argument("--class-names", default=None, help="file with one class name a line (default: the data set's)")
-    p.add_argument("--tolerance", type=float, default=_index.DEFAULT_TOLERANCE,
+    p.add_argument("--tolerance", type=float, default=layouts.DEFAULT_TOLERANCE,
                    help="seconds a segment may end past the video's duration (default %(default)s)")
     p.add_argument("--feature-dim", type=int, default=None, help="expected feature width (default 2048)")
     p.add_argument("--name", default=None, help="W-TALC: the <name> of <name>-I3D-JOINTFeatures.npy")

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from . import _index
+from . import ground_truth, layouts, wtalc
+from .progress import progress_iter
+from .split_index import problems_message
 from .sampling import random_perturb_indices, uniform_indices
 
 __all__ = [
@@ -67,7 +69,7 @@ class FeatureDataset(Dataset):
         seed: int = 0,
         class_names: Optional[Sequence[str]] = None,
         cache: bool = True,
-        tolerance: float = _index.DEFAULT_TOLERANCE,
+        tolerance: float = layouts.DEFAULT_TOLERANCE,
         feature_dim: Optional[int] = None,
         progress: Optional[bool] = None,
         **layout_kw,
@@ -83,18 +85,18 @@ class FeatureDataset(Dataset):
         # the epoch lives in shared memory, so set_epoch also reaches persistent DataLoader workers
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.cache = bool(cache)
-        index = _index.build_index(self.DATASET, root, split, class_names=class_names, tolerance=tolerance,
-                                   feature_dim=feature_dim, **layout_kw)
+        index = layouts.build_index(self.DATASET, root, split, class_names=class_names, tolerance=tolerance,
+                                    feature_dim=feature_dim, **layout_kw)
         problems = list(index.problems)
         store, t_orig = [], []
-        for rec in _index.progress_iter(index.videos, desc=f"loading {index.dataset} {index.split}",
-                                        progress=progress):
+        for rec in progress_iter(index.videos, desc=f"loading {index.dataset} {index.split}",
+                                 progress=progress):
             feats, T, probs = rec.load(self.cache)
             problems += probs
             store.append(feats)
             t_orig.append(T)
         if problems:
-            raise ValueError(_index.problems_message(problems, index.dataset, index.root, index.split))
+            raise ValueError(problems_message(problems, index.dataset, index.root, index.split))
         if not index.videos:
             raise ValueError(f"{index.dataset} data at {index.root}: split {index.split!r} has no videos")
         getattr(index, "shared_state", {}).pop("arr", None)  # W-TALC: keep only the split's arrays
@@ -218,7 +220,7 @@ def build_dataset(dataset: str, root, split: str, *, num_segments: Optional[int]
 
     Extra keywords (cache, tolerance, feature_dim, progress, name for W-TALC) go to the class.
     """
-    cls = _CLASSES[_index.canonical_dataset(dataset)]
+    cls = _CLASSES[layouts.canonical_dataset(dataset)]
     return cls(root, split, num_segments=num_segments, sampling=sampling, seed=seed, class_names=class_names, **kw)
 
 
@@ -231,20 +233,20 @@ def load_ground_truth(path) -> dict:
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        ann, problems = _index.read_wtalc_annotations(path)
+        ann, problems = wtalc.read_wtalc_annotations(path)
         if ann is None:
-            raise ValueError(_index.problems_message(problems, "wtalc", path))
-        gt, problems = _index.wtalc_ground_truth(ann, path, range(len(ann["videoname"])))
+            raise ValueError(problems_message(problems, "wtalc", path))
+        gt, problems = wtalc.wtalc_ground_truth(ann, path, range(len(ann["videoname"])))
         for entry in gt["database"].values():
             entry.pop("_ok")
         if problems:
-            raise ValueError(_index.problems_message(problems, "wtalc", path))
+            raise ValueError(problems_message(problems, "wtalc", path))
         return gt
-    gt, problems = _index.read_gt_json(path)
+    gt, problems = ground_truth.read_gt_json(path)
     if gt is None:
         raise ValueError(problems[0])
     for vid, entry in gt["database"].items():
-        problems += _index.entry_structure_problems(vid, entry, path)
+        problems += ground_truth.entry_structure_problems(vid, entry, path)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ValueError(f"{len(problems)} problem(s) in ground truth {path}: {problems[0]}{more}")
@@ -252,21 +254,21 @@ def load_ground_truth(path) -> dict:
 
 
 def scan_dataset(dataset: str, root, *, splits: Optional[Sequence[str]] = None,
-                 class_names: Optional[Sequence[str]] = None, tolerance: float = _index.DEFAULT_TOLERANCE,
+                 class_names: Optional[Sequence[str]] = None, tolerance: float = layouts.DEFAULT_TOLERANCE,
                  feature_dim: Optional[int] = None, progress: Optional[bool] = None,
                  **layout_kw) -> tuple[list[str], dict]:
     """Check every file of the given splits; (problems, summary). See check_dataset."""
-    dataset = _index.canonical_dataset(dataset)
+    dataset = layouts.canonical_dataset(dataset)
     root = os.fspath(root)
-    splits = list(splits) if splits is not None else list(_index.SPLITS)
+    splits = list(splits) if splits is not None else list(layouts.SPLITS)
     problems: list[str] = []
     summary = {"dataset": dataset, "root": root, "splits": {}}
     for split in splits:
-        index = _index.build_index(dataset, root, split, class_names=class_names, tolerance=tolerance,
-                                   feature_dim=feature_dim, **layout_kw)
+        index = layouts.build_index(dataset, root, split, class_names=class_names, tolerance=tolerance,
+                                    feature_dim=feature_dim, **layout_kw)
         split_problems = list(index.problems)
         lengths = []
-        for rec in _index.progress_iter(index.videos, desc=f"checking {dataset} {index.split}", progress=progress):
+        for rec in progress_iter(index.videos, desc=f"checking {dataset} {index.split}", progress=progress):
             feats, T, probs = rec.load(True)
             split_problems += probs
             if T is not None:
@@ -301,7 +303,7 @@ def _stats(values):
 
 
 def check_dataset(dataset: str, root, *, splits: Optional[Sequence[str]] = None,
-                  class_names: Optional[Sequence[str]] = None, tolerance: float = _index.DEFAULT_TOLERANCE,
+                  class_names: Optional[Sequence[str]] = None, tolerance: float = layouts.DEFAULT_TOLERANCE,
                   feature_dim: Optional[int] = None, progress: Optional[bool] = None, **layout_kw) -> list[str]:
     """Every problem in the data set's files, one line each naming the video and the file.
 

@@ -3,5 +3,6 @@
 ``loading`` (ground truth, predictions, ambiguous segments), ``thresholds`` (defaults,
 ``--tiou``, named averages), ``activitynet``, ``wtalc``, ``thumos14`` (one protocol each),
 ``summary`` (the result dict), ``table`` (printing), ``proposals`` (AR@AN). Nothing here
-imports the model, the data loaders or the trainer.
+imports torch, the model, the data loaders or the trainer: numpy, and the kernels through
+``sal_ext.numpy_ops``.
 """

@@ -10,10 +10,14 @@
 * ambiguous segments: a text file, ``video start end`` or ``video label start end`` a line
   (the challenge's ``Ambiguous_test.txt`` / W-TALC's), seconds.
 
-Malformed input raises ValueError naming the file or video, the entry and the field.
+Malformed input raises ValueError naming the file or video, the entry and the field. Files
+are read as UTF-8 whatever the locale (another encoding: ValueError naming the file); segments
+(ambiguous ones too) must have end >= start.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import glob
 import json
 import math
@@ -31,21 +35,49 @@ AMBIGUOUS = "Ambiguous"  # the THUMOS14 label of segments that are neither actio
 
 
 # --------------------------------------------------------------------------- loading
+@contextlib.contextmanager
+def _gc_paused():
+    """Pauses the cyclic garbage collector: json builds one container per prediction, none in
+    a cycle, and the collections it would trigger on the way cost ~40% of the parse."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _load(obj: JsonLike, what: str) -> Dict[str, Any]:
     if isinstance(obj, dict):
         return obj
     if isinstance(obj, (str, os.PathLike)) and what == "ground truth" and os.path.isdir(obj):
         return read_th14_folder(obj)
     if isinstance(obj, (str, os.PathLike)):
-        with open(obj, "r") as f:
+        text = read_text(obj, f"{what} file")
+        with _gc_paused():
             try:
-                data = json.load(f)
+                data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{what} file {os.fspath(obj)!r} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{what} file {os.fspath(obj)!r} must hold a JSON object")
         return data
     raise TypeError(f"{what} must be a path or a dict, got {type(obj).__name__}")
+
+
+def read_text(path, what: str = "file") -> str:
+    """The text of a UTF-8 file (JSON is UTF-8 by its standard; the challenge's text files are
+    ASCII), whatever the locale. Another encoding (e.g. latin-1) raises a one-line ValueError
+    naming the file and the first bad byte."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{what} {os.fspath(path)!r} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on "
+                         f"line {line}): save it as UTF-8") from None
 
 
 def _number(x, where: str, field: str) -> float:
@@ -244,8 +276,7 @@ def load_predictions(pred: JsonLike, videos: Sequence[str], classes: Sequence[An
 
 # --------------------------------------------------------------------------- THUMOS14 text files
 def _text_rows(path: str, n_min: int, n_max: int) -> List[Tuple[int, List[str]]]:
-    with open(path, "r") as f:
-        rows = [(k + 1, line.split()) for k, line in enumerate(f)]
+    rows = [(k + 1, line.split()) for k, line in enumerate(read_text(path).splitlines())]
     rows = [(k, r) for k, r in rows if r]
     for k, r in rows:
         if not n_min <= len(r) <= n_max:
@@ -262,6 +293,12 @@ def _seconds(text: str, path: str, line: int) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{path}, line {line}: {text!r} is not finite")
     return v
+
+
+def _ordered(s: float, e: float, where: str) -> Tuple[float, float]:
+    if e < s:
+        raise ValueError(f"{where}: segment has end < start ({s:g}, {e:g})")
+    return s, e
 
 
 def read_th14_folder(path) -> Dict[str, Any]:
@@ -292,7 +329,7 @@ def read_th14_folder(path) -> Dict[str, Any]:
     amb: List[list] = []
     for cls, sub, f in files:
         for k, row in _text_rows(f, 3, 3):
-            s, e = _seconds(row[1], f, k), _seconds(row[2], f, k)
+            s, e = _ordered(_seconds(row[1], f, k), _seconds(row[2], f, k), f"{f}, line {k}")
             entry = db.setdefault(row[0], {"subset": sub, "annotations": []})
             if entry["subset"] != sub:
                 raise ValueError(f"{f}, line {k}: video {row[0]!r} is also in subset {entry['subset']!r}")
@@ -307,7 +344,8 @@ def read_ambiguous(path) -> List[Tuple[str, float, float]]:
     """An ambiguous-segment file: ``video start end`` (the challenge's Ambiguous_test.txt) or
     ``video label start end`` (W-TALC's) a line, seconds -> [(video, start, end)]."""
     path = os.fspath(path)
-    return [(r[0], _seconds(r[-2], path, k), _seconds(r[-1], path, k)) for k, r in _text_rows(path, 3, 4)]
+    return [(r[0], *_ordered(_seconds(r[-2], path, k), _seconds(r[-1], path, k), f"{path}, line {k}"))
+            for k, r in _text_rows(path, 3, 4)]
 
 
 def split_ambiguous(gt: JsonLike, subset: Optional[str], ambiguous=None):
@@ -343,13 +381,26 @@ def split_ambiguous(gt: JsonLike, subset: Optional[str], ambiguous=None):
         subset = "test" if any(isinstance(v, dict) and v.get("subset") == "test" for v in db.values()) else None
     amb = [(v, s, e) for v, s, e, sub in amb if subset is None or sub == subset]
     if "ambiguous" in data:
-        amb += [(v, float(s), float(e)) for v, sub, s, e in data["ambiguous"]
-                if subset is None or sub == subset]
+        amb += [(v, *_ambiguous_entry((s, e), f"ground truth `ambiguous` entry {k} (video {v!r})"))
+                for k, (v, sub, s, e) in enumerate(data["ambiguous"]) if subset is None or sub == subset]
     if isinstance(ambiguous, (str, os.PathLike)):
         amb += read_ambiguous(ambiguous)
     elif ambiguous is not None:
         try:
-            amb += [(str(v), float(s), float(e)) for v, s, e in ambiguous]
+            items = [(str(v), s, e) for v, s, e in ambiguous]
         except (TypeError, ValueError):
             raise TypeError("`ambiguous` must be a path or a sequence of (video, start, end)") from None
+        amb += [(v, *_ambiguous_entry((s, e), f"`ambiguous` entry {k} (video {v!r})"))
+                for k, (v, s, e) in enumerate(items)]
     return data, amb, given
+
+
+def _ambiguous_entry(seg, where: str) -> Tuple[float, float]:
+    """(start, end) of an ambiguous segment given as numbers: finite, end >= start."""
+    try:
+        s, e = float(seg[0]), float(seg[1])
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: start and end must be numbers, got {list(seg)!r}") from None
+    if not (math.isfinite(s) and math.isfinite(e)):
+        raise ValueError(f"{where}: start and end must be finite, got {list(seg)!r}")
+    return _ordered(s, e, where)

@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..ops.detection import check_thresholds
+from ..numpy_ops.detection import check_thresholds
 from .loading import JsonLike, load_ground_truth, load_predictions
 
 

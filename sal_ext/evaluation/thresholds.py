@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ..ops.detection import check_thresholds
+from ..numpy_ops.detection import check_thresholds
 
 PROTOCOLS = ("activitynet", "wtalc", "thumos14")
 
@@ -63,11 +63,21 @@ def parse_tiou(text: str) -> np.ndarray:
                 raise ValueError
             thr = np.linspace(start, stop, n + 1)
         else:
-            thr = np.asarray([float(p) for p in text.split(",") if p.strip()], dtype=np.float64)
+            thr = np.asarray([float(p) for p in text.split(",")], dtype=np.float64)  # "" raises
     except ValueError:
         raise ValueError(f"--tiou: expected a comma-separated list (0.3,0.5) or start:stop:step "
                          f"(0.1:0.7:0.1, step dividing the range), got {text!r}") from None
-    return check_thresholds(thr, "--tiou")
+    return check_unique(check_thresholds(thr, "--tiou"), "--tiou")
+
+
+def check_unique(thr: np.ndarray, name: str) -> np.ndarray:
+    """thr itself; ValueError naming `name` when a threshold is given twice (its AP would
+    count twice in every average)."""
+    values, counts = np.unique(thr, return_counts=True)
+    if (counts > 1).any():
+        twice = ", ".join(f"{v:g}" for v in values[counts > 1])
+        raise ValueError(f"{name}: each threshold once, got {twice} more than once in {thr.tolist()}")
+    return thr
 
 
 def _label(sel: np.ndarray, lo: float, hi: float, default: np.ndarray) -> str:

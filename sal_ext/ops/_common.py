@@ -2,9 +2,15 @@
 
 Every kernel call goes through these checks first: the C++ side never sees an unchecked
 pointer. Bad input raises ValueError/TypeError with a message that names the argument.
+Layout, one rule for every op: any strides are accepted; a non-contiguous tensor (a transpose,
+a slice, an expand) is copied to a contiguous one by :func:`check_tensor`, differentiably, so
+gradients reach the caller's view as for any torch op.
 Tensors whose memory does not hold their values (negative or conjugate bit, efficient zero
 tensors) are materialised by :func:`resolve` in the checks, so every backend reads the values.
 The C++ kernels run on torch.get_num_threads() threads (see :func:`call`).
+What does not need torch is shared with the evaluator's numpy fronts (``sal_ext.numpy_ops``):
+the backend choice and thread count (``sal_ext._backend``), the shape and value rules and
+their messages (``sal_ext.numpy_ops.checks``).
 """
 from __future__ import annotations
 
@@ -14,14 +20,16 @@ import math
 import os
 from typing import Iterable, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
-from .. import _ext
+from .. import _backend, _ext
+from .._backend import BACKENDS, default_backend  # noqa: F401 (the torch-free choices, shared)
+from ..numpy_ops import checks as _checks
+from ..numpy_ops.checks import (check_length, check_segment_shape,  # noqa: F401 (shared rules)
+                                coordinate_limit)
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.int64: 2, torch.int32: 3, torch.uint8: 4}
-BACKENDS = ("auto", "kernel", "torch")
 
 
 def dtype_code(t: torch.Tensor) -> int:
@@ -123,8 +131,11 @@ def check_tensor(
     device: Optional[torch.device] = None,
     contiguous: bool = True,
 ) -> torch.Tensor:
-    """Checks one tensor argument; returns it resolved (see :func:`resolve`): callers must use
-    the returned tensor. Raises TypeError/ValueError naming `name`."""
+    """Checks one tensor argument; returns it resolved (see :func:`resolve`) and, with
+    `contiguous` (the default), contiguous: a non-contiguous t is copied (``t.contiguous()``,
+    differentiable). Callers must use the returned tensor; contiguous=False leaves the layout
+    to the caller (who copies or reads it through numpy). Raises TypeError/ValueError naming
+    `name`."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided or t.is_nested:
@@ -132,19 +143,13 @@ def check_tensor(
         raise ValueError(f"{op}: `{name}` must be a dense (strided) tensor, got {got}")
     t = resolve(t)
     if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if t.dim() not in allowed:
-            want = " or ".join(str(n) for n in allowed)
-            raise ValueError(f"{op}: `{name}` must have {want} dimensions, got shape {tuple(t.shape)}")
+        _checks.check_ndim(tuple(t.shape), name, op, ndim)
     if dtypes is not None:
-        dtypes = tuple(dtypes)
-        if t.dtype not in dtypes:
-            names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
-            raise TypeError(f"{op}: `{name}` must have dtype {names}, got {str(t.dtype).replace('torch.', '')}")
+        _checks.check_dtype(t.dtype, name, op, tuple(dtypes))
     if device is not None and t.device != device:
         raise ValueError(f"{op}: `{name}` is on {t.device}, expected {device} (all inputs on one device)")
-    if contiguous and not t.is_contiguous():
-        raise ValueError(f"{op}: `{name}` must be contiguous (call .contiguous() first)")
+    if contiguous:
+        t = t.contiguous()  # t itself when already contiguous
     return t
 
 
@@ -168,12 +173,6 @@ def check_finite(t: torch.Tensor, name: str, op: str) -> None:
         raise ValueError(f"{op}: `{name}` contains NaN or Inf")
 
 
-def coordinate_limit(dtype) -> float:
-    """Largest |coordinate| of a segment: finfo(dtype).max / 4, so that no length (e - s),
-    intersection or sum of two lengths (the IoU's union) can overflow to inf."""
-    return float(np.finfo(np.dtype(str(dtype).replace("torch.", ""))).max) / 4
-
-
 def check_segment_values(t, name: str, op: str, compute_dtype=None) -> None:
     """Checks [n, 2] (start, end) segments: finite, within +-coordinate_limit(compute_dtype)
     (default: t's dtype; the dtype the IoU is computed in), end >= start. ValueError naming `name`.
@@ -183,19 +182,11 @@ def check_segment_values(t, name: str, op: str, compute_dtype=None) -> None:
     One min/max pass in the common case: NaN propagates through both, so only out-of-range
     input pays for the exact tests that choose the message.
     """
-    cdtype = str(t.dtype if compute_dtype is None else compute_dtype).replace("torch.", "")
-    limit = coordinate_limit(cdtype)
-    if isinstance(t, np.ndarray) or t.device.type == "cpu":
-        a = t if isinstance(t, np.ndarray) else resolve(t).detach().numpy()
-        if a.size and not (-limit <= float(a.min()) and float(a.max()) <= limit):
-            if not np.isfinite(a).all():
-                raise ValueError(f"{op}: `{name}` contains NaN or Inf")
-            raise _coordinate_error(name, op, float(np.abs(a).max()), limit, cdtype)
-        bad = np.flatnonzero(a[:, 1] < a[:, 0])
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{op}: `{name}` row {i} has end < start ({a[i, 0]}, {a[i, 1]})")
-        return
+    cdtype = _checks.dtype_name(t.dtype if compute_dtype is None else compute_dtype)
+    if not isinstance(t, torch.Tensor):
+        return _checks.check_segment_values(t, name, op, cdtype)
+    if t.device.type == "cpu":
+        return _checks.check_segment_values(resolve(t).detach().numpy(), name, op, cdtype)
     check_segment_values_torch(t, name, op, cdtype)
 
 
@@ -206,16 +197,11 @@ def check_segment_values_torch(t: torch.Tensor, name: str, op: str, cdtype: str)
         lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one device sync
         if not (-limit <= lo and hi <= limit):
             check_finite(t, name, op)
-            raise _coordinate_error(name, op, float(t.abs().max()), limit, cdtype)
+            raise _checks.coordinate_error(name, op, float(t.abs().max()), limit, cdtype)
     bad_rows = t[:, 1] < t[:, 0]
     if t.shape[0] and bool(bad_rows.any()):
         i = int(torch.nonzero(bad_rows)[0, 0])
         raise ValueError(f"{op}: `{name}` row {i} has end < start ({t[i, 0].item()}, {t[i, 1].item()})")
-
-
-def _coordinate_error(name, op, value, limit, dtype) -> ValueError:
-    return ValueError(f"{op}: `{name}` has a coordinate of magnitude {value:.4g}, beyond {limit:.4g} "
-                      f"({dtype}'s max / 4, the IoU's dtype): segment lengths would overflow")
 
 
 def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device) -> Optional[torch.Tensor]:
@@ -246,52 +232,20 @@ def check_lengths(lengths, name: str, op: str, batch: int, max_len: int, device)
     return lengths.to(torch.int64).contiguous()
 
 
-def default_backend() -> str:
-    """The backend named by the environment variable SAL_EXT_BACKEND (unset or empty: "auto").
-
-    Read at every op call that is not given `backend`, so an unknown value raises there (a
-    one-line ValueError naming the variable and the allowed values); a command line can call
-    this first to fail before doing any work."""
-    raw = os.environ.get("SAL_EXT_BACKEND", "")
-    b = raw.strip().lower() or "auto"
-    if b not in BACKENDS:
-        allowed = ", ".join(repr(x) for x in BACKENDS)
-        raise ValueError(f"environment variable SAL_EXT_BACKEND must be one of {allowed} (or unset), got {raw!r}")
-    return b
-
-
 def use_kernel(op: str, kernel_name: str, device: Union[torch.device, str], backend: Optional[str]) -> bool:
     """Decides kernel vs torch fallback. backend: "auto" | "kernel" | "torch" | None (env default).
 
     device: a torch.device or a kernel_device() string ("cuda_emu" for the emulated kernels).
     "kernel" raises RuntimeError when no kernel was built for the device; "auto" falls back.
     """
-    backend = default_backend() if backend is None else backend
-    if backend not in BACKENDS:
-        raise ValueError(f"{op}: `backend` must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return False
-    kind = device if isinstance(device, str) else device.type
-    has = _ext.kernel(kernel_name, kind) is not None
-    if backend == "kernel" and not has:
-        why = f" ({_ext.import_error()})" if _ext.import_error() else ""
-        raise RuntimeError(f"{op}: no {kind} kernel was built{why}; use backend='torch'")
-    return has
-
-
-_kernel_threads = 0  # the thread count last handed to the C++ kernels
+    return _backend.use_kernel(op, kernel_name, device if isinstance(device, str) else device.type, backend)
 
 
 def sync_threads() -> int:
     """Makes the C++ kernels use torch.get_num_threads() threads (which follows OMP_NUM_THREADS
     and torch.set_num_threads); returns that count. Cheap: one call into the extension only
     when the count changed."""
-    global _kernel_threads
-    n = torch.get_num_threads()
-    if n != _kernel_threads and _ext._C is not None:
-        _ext._C.set_num_threads(n)
-        _kernel_threads = n
-    return n
+    return _backend.set_kernel_threads(torch.get_num_threads())
 
 
 def call(kernel_name: str, device_type: str, *args):

@@ -3,27 +3,12 @@
 ``segment_iou(a, b)`` is the [N, M] tIoU matrix of [start, end] segments; ``detection_ap``
 is the per-(tIoU threshold, class) average precision of the ActivityNet detection protocol
 (``compute_average_precision_detection`` of ActivityNet's Evaluation/eval_detection.py,
-which SAL's eval/eval_detection.py copies), with its ambiguities pinned down:
-
-* tIoU has no +1: ``inter = max(0, min(e1, e2) - max(s1, s2))``,
-  ``union = (len1 + len2) - inter``. Two zero-length segments have tIoU 0 (the official
-  code divides 0 by 0, gets NaN, and NaN passes its ``tiou < thr`` test, so it counts a
-  zero-length prediction on a zero-length ground truth as a match: that bug is not copied).
-  A zero-length segment therefore never matches anything (thresholds must be > 0).
-* Per class, predictions are processed by descending score; equal scores: the prediction
-  later in the input goes first (the official ``argsort()[::-1]``, with a stable argsort).
-* Each prediction, for each threshold, takes the not-yet-matched ground truth of its video
-  and class with the highest tIoU, if that tIoU >= threshold (equality matches; thresholds
-  are used exactly as given, unrounded); equal tIoU: the later ground truth (again the
-  official descending argsort, stable). Otherwise it is a false positive. A prediction for
-  a video without ground truth of its class is a false positive.
-* AP is the official interpolated AP: precision made monotone from the right (with a
-  trailing 0), summed over the points where recall changes.
-* A class with ground truth but no prediction gets AP 0. A class without ground truth gets
-  NaN (AP is undefined; the official code returns 0 when that class also has no
-  predictions and NaN when it has some, and never asks, since its classes come from the
-  ground truth). Means over classes should skip NaN (``sal_ext.evaluate`` averages over the
-  classes present in the ground truth).
+which SAL's eval/eval_detection.py copies). Its rules (tIoU without +1, ties, zero-length
+segments, interpolated AP, NaN for a class without ground truth) and its CPU work are in
+``sal_ext.numpy_ops.detection``, the numpy front the evaluator uses without torch: this
+front checks its tensors' types, shapes and devices and hands their CPU numpy views to
+it. ``segment_iou`` has the same tIoU arithmetic (no +1; a zero-length segment has tIoU
+0 with everything).
 
 Why detection_ap has no CUDA kernel: the matching is a sequential greedy scan per
 (class, threshold) (whether a prediction matches depends on every higher-scored one), the
@@ -40,6 +25,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..numpy_ops import detection as np_detection
+from ..numpy_ops.checks import host_array
+from ..numpy_ops.detection import check_thresholds, detection_ap_reference, interpolated_ap  # noqa: F401 (API)
 from . import _common as C
 
 _INT_DTYPES = (torch.int64,)
@@ -50,7 +38,7 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = No
     """tIoU of every segment of ``a`` with every segment of ``b``.
 
     Args:
-        a: [N, 2] (start, end) float32/float64, contiguous, finite, end >= start.
+        a: [N, 2] (start, end) float32/float64 (any strides), finite, end >= start.
         b: [M, 2] same dtype and device.
         backend: "auto" (default, or SAL_EXT_BACKEND), "kernel" or "torch".
 
@@ -128,9 +116,9 @@ def detection_ap(
     """
     op = "detection_ap"
     dev = pred_video.device if isinstance(pred_video, torch.Tensor) else torch.device("cpu")
-    # Types, shapes and devices first; values are checked on the CPU copies, in numpy (the
-    # kernel runs on the CPU anyway, and numpy does not wake torch's intra-op thread pool,
-    # which costs more than these checks on a busy machine).
+    # Types, shapes and devices here; the values are checked, and the AP computed, on the CPU
+    # copies by the numpy core (the kernel runs on the CPU anyway, and numpy does not wake
+    # torch's intra-op thread pool, which costs more than these checks on a busy machine).
     P = _check_1d(pred_video, "pred_video", op, _INT_DTYPES, dev)
     _check_1d(pred_label, "pred_label", op, _INT_DTYPES, dev, P)
     _check_1d(pred_score, "pred_score", op, C.FLOAT_DTYPES, dev, P)
@@ -138,131 +126,17 @@ def detection_ap(
     G = _check_1d(gt_video, "gt_video", op, _INT_DTYPES, dev)
     _check_1d(gt_label, "gt_label", op, _INT_DTYPES, dev, G)
     _check_seg_shape(gt_segments, "gt_segments", op, dev, G, "gt_video")
-    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"{op}: `num_classes` must be an int >= 1, got {num_classes!r}")
-    num_classes = int(num_classes)
-    thr = check_thresholds(tiou_thresholds, op)
-
-    pv, pl, gv, gl = (_np(t, np.int64) for t in (pred_video, pred_label, gt_video, gt_label))
-    ps = _np(pred_score, np.float64)
-    pseg, gseg = _np(pred_segments, np.float64), _np(gt_segments, np.float64)
-    for name, lab in (("pred_label", pl), ("gt_label", gl)):
-        if lab.size:
-            lo, hi = int(lab.min()), int(lab.max())
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(f"{op}: `{name}` must be in [0, {num_classes}), got {lo if lo < 0 else hi}")
-    if np.isnan(ps).any():
-        raise ValueError(f"{op}: `pred_score` contains NaN")
-    C.check_segment_values(pseg, "pred_segments", op)
-    C.check_segment_values(gseg, "gt_segments", op)
-
-    if C.use_kernel(op, "detection_ap", torch.device("cpu"), backend):
-        ap = torch.empty(len(thr), num_classes, dtype=torch.float64)
-        t = [torch.from_numpy(x) for x in (pv, pl, ps, pseg, gv, gl, gseg, thr)]
-        C.call("detection_ap", "cpu", *(C.ptr(x) for x in t[:4]), P, *(C.ptr(x) for x in t[4:7]), G,
-               C.ptr(t[7]), len(thr), num_classes, C.ptr(ap))
-    else:
-        ap = torch.from_numpy(detection_ap_reference(pv, pl, ps, pseg, gv, gl, gseg, thr, num_classes))
-    return ap.to(dev)
-
-
-def _np(t: torch.Tensor, dtype) -> np.ndarray:
-    """A contiguous CPU numpy array of `dtype` (a view when nothing needs converting) holding
-    t's values (C.resolve: a negative/conjugate bit is materialised, not dropped)."""
-    return np.ascontiguousarray(C.resolve(t).detach().cpu().numpy(), dtype=dtype)
+    ap = np_detection.run_detection_ap(*(host_array(t) for t in (pred_video, pred_label, pred_score, pred_segments,
+                                                                  gt_video, gt_label, gt_segments)),
+                                       tiou_thresholds, num_classes, backend, op)
+    return torch.from_numpy(ap).to(dev)
 
 
 def _check_seg_shape(t, name, op, device, n, like):
-    C.check_tensor(t, name, op, ndim=2, dtypes=C.FLOAT_DTYPES, device=device, contiguous=False)
-    if t.shape[1] != 2:
-        raise ValueError(f"{op}: `{name}` must have shape [n, 2] (start, end), got {tuple(t.shape)}")
-    if t.shape[0] != n:
-        raise ValueError(f"{op}: `{name}` must have {n} rows like `{like}`, got {t.shape[0]}")
+    t = C.check_tensor(t, name, op, ndim=2, dtypes=C.FLOAT_DTYPES, device=device, contiguous=False)
+    C.check_segment_shape(tuple(t.shape), name, op, n, like)
 
 
 def _check_1d(t, name, op, dtypes, device, n=None) -> int:
-    C.check_tensor(t, name, op, ndim=1, dtypes=dtypes, device=device, contiguous=False)
-    if n is not None and t.shape[0] != n:
-        raise ValueError(f"{op}: `{name}` must have length {n}, got {t.shape[0]}")
-    return t.shape[0]
-
-
-def check_thresholds(tiou_thresholds, op: str = "detection_ap") -> np.ndarray:
-    """tIoU thresholds as a float64 numpy array; 1-D, non-empty, each in (0, 1]."""
-    if isinstance(tiou_thresholds, torch.Tensor):
-        thr = C.resolve(tiou_thresholds).detach().cpu().double().numpy()
-    else:
-        try:
-            thr = np.asarray(tiou_thresholds, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{op}: `tiou_thresholds` must be a sequence of floats, got {tiou_thresholds!r}") from None
-    thr = np.atleast_1d(thr)
-    if thr.ndim != 1 or thr.size == 0:
-        raise ValueError(f"{op}: `tiou_thresholds` must be a non-empty 1-D sequence, got shape {thr.shape}")
-    if not np.all((thr > 0) & (thr <= 1)):
-        raise ValueError(f"{op}: `tiou_thresholds` must be in (0, 1], got {thr.tolist()}")
-    return np.ascontiguousarray(thr)
-
-
-def detection_ap_reference(pred_video, pred_label, pred_score, pred_segments, gt_video, gt_label,
-                           gt_segments, tiou_thresholds, num_classes) -> np.ndarray:
-    """Numpy/Python detection_ap (the fallback), on already checked numpy arrays.
-
-    Same rules as the kernel; written independently of it (per class: one vectorised tIoU
-    matrix against the GT of each prediction's video, then the greedy scan per threshold).
-    """
-    thr = np.asarray(tiou_thresholds, dtype=np.float64)
-    T = len(thr)
-    ap = np.full((T, num_classes), np.nan)
-    pred_score = np.asarray(pred_score, dtype=np.float64)
-    for c in range(num_classes):
-        gi = np.flatnonzero(gt_label == c)
-        if len(gi) == 0:
-            continue
-        pi = np.flatnonzero(pred_label == c)
-        if len(pi) == 0:
-            ap[:, c] = 0.0
-            continue
-        order = pi[np.argsort(pred_score[pi], kind="stable")[::-1]]
-        by_video = {}
-        for k, g in enumerate(gi):
-            by_video.setdefault(int(gt_video[g]), []).append(k)
-        gs, ge = gt_segments[gi, 0], gt_segments[gi, 1]
-        cand = []  # per prediction: GT (class-local index) in descending (tIoU, index), with tIoU
-        for i in order:
-            ks = by_video.get(int(pred_video[i]))
-            if not ks:
-                cand.append(((), ()))
-                continue
-            ks = np.asarray(ks)
-            s, e = pred_segments[i]
-            inter = np.clip(np.minimum(e, ge[ks]) - np.maximum(s, gs[ks]), 0, None)
-            union = ((e - s) + (ge[ks] - gs[ks])) - inter
-            iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-            srt = np.argsort(iou, kind="stable")[::-1]
-            cand.append((ks[srt].tolist(), iou[srt].tolist()))
-        npos = float(len(gi))
-        for t, th in enumerate(thr):
-            locked = np.zeros(len(gi), dtype=bool)
-            tp = np.zeros(len(order))
-            for n, (ks, ious) in enumerate(cand):
-                for k, v in zip(ks, ious):
-                    if v < th:
-                        break
-                    if not locked[k]:
-                        locked[k] = True
-                        tp[n] = 1.0
-                        break
-            tpc = np.cumsum(tp)
-            fpc = np.cumsum(1.0 - tp)
-            ap[t, c] = interpolated_ap(tpc / (tpc + fpc), tpc / npos)
-    return ap
-
-
-def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
-    """Interpolated AP (VOC 2011 / ActivityNet): monotone precision, summed where recall changes."""
-    mprec = np.concatenate([[0.0], precision, [0.0]])
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mprec = np.maximum.accumulate(mprec[::-1])[::-1]
-    idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
-    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+    t = C.check_tensor(t, name, op, ndim=1, dtypes=dtypes, device=device, contiguous=False)
+    return C.check_length(tuple(t.shape), name, op, n)

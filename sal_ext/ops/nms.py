@@ -105,8 +105,8 @@ def _check(segments, scores, labels, iou_threshold, method, sigma, min_score, ma
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
         raise TypeError(f"{_OP}: `iou_threshold` must be a float, got {type(iou_threshold).__name__}")
     iou_threshold = float(iou_threshold)
-    if not math.isfinite(iou_threshold):
-        raise ValueError(f"{_OP}: `iou_threshold` must be finite, got {iou_threshold}")
+    if not 0.0 <= iou_threshold <= 1.0:  # an IoU is in [0, 1]: beyond, every method degenerates
+        raise ValueError(f"{_OP}: `iou_threshold` must be in [0, 1] (an IoU), got {iou_threshold}")
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
         raise TypeError(f"{_OP}: `sigma` must be a float, got {type(sigma).__name__}")
     sigma = float(sigma)
@@ -151,12 +151,15 @@ def nms_1d(
     """Temporal NMS over [start, end] segments, optionally per label (see the module docstring).
 
     Args:
-        segments: [N, 2] float32/float64 (start, end) with end >= start, finite.
+        segments: [N, 2] float32/float64 (start, end) with end >= start, finite; any strides
+            (as every op: a non-contiguous input is copied).
         scores: [N], same dtype and device, finite.
         labels: optional [N] integer labels: NMS runs per label, groups in ascending label order.
-        iou_threshold: hard: drop IoU > it; linear: decay where IoU > it; sal: suppress IoU >= it.
+        iou_threshold: in [0, 1]. hard: drop IoU > it; linear: decay where IoU > it; sal:
+            suppress IoU >= it (gaussian: checked, not used).
         method: "hard" | "linear" | "gaussian" | "sal".
-        sigma: gaussian / sal decay exp(-iou**2 / sigma) (sal: the reference's alpha, 0.3).
+        sigma: gaussian / sal decay exp(-iou**2 / sigma), finite and > 0 (sal: the reference's
+            alpha, 0.3).
         min_score: drop outputs whose final score is below it (None: keep all).
         max_keep: at most this many outputs per label group (None: all).
         plus_one: the reference's +1 lengths in the IoU (SAL preset on second-valued segments).

@@ -173,7 +173,7 @@ def second_order_pool(
     """Batched second-order pooling.
 
     Args:
-        x: [B, D, T] float32/float64, contiguous, finite: NaN/Inf anywhere raises ValueError
+        x: [B, D, T] float32/float64 (any strides), finite: NaN/Inf anywhere raises ValueError
             naming `x` on every backend, and so does a finite x whose Gram matrix overflows.
         lengths: optional [B] ints in 1..T; video b uses only its first lengths[b] steps
             (and T in the scale becomes lengths[b]).

@@ -6,7 +6,6 @@ pseudo-label targets. Differentiable; the backward is the same kernel with the s
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -61,16 +60,34 @@ def _check_shift(shift, op, batch: int) -> int:
     return shift % batch
 
 
+def _check_weight(weight) -> float:
+    """The convex-mix weight as a float in [0, 1]. A one-element tensor is read as a number,
+    but not one that requires grad: the op is not differentiable w.r.t. `weight`, and float()
+    would drop that gradient silently."""
+    if isinstance(weight, torch.Tensor) and weight.requires_grad:
+        raise TypeError(f"{_OP}: `weight` must be a float (the op is not differentiable w.r.t. it), "
+                        f"got a tensor that requires grad")
+    try:
+        if isinstance(weight, (bool, str, bytes)):
+            raise TypeError
+        weight = float(weight)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{_OP}: `weight` must be a float or None, got {type(weight).__name__}") from None
+    if not 0.0 <= weight <= 1.0:  # NaN fails too
+        raise ValueError(f"{_OP}: `weight` must be in [0, 1] (a convex mix), got {weight}")
+    return weight
+
+
 def segment_mixup(
     x: torch.Tensor, shift: int = 1, weight: Optional[float] = None, *, backend: Optional[str] = None
 ) -> torch.Tensor:
     """Mixes each video with the one ``shift`` places before it in the batch.
 
     Args:
-        x: [B, ...] float32/float64, contiguous.
+        x: [B, ...] float32/float64, any strides (a non-contiguous x is copied).
         shift: roll offset along the batch dimension (1 in the reference).
-        weight: None for the reference sum ``x + roll(x, shift, 0)``; a float w for the
-            convex mix ``w * x + (1 - w) * roll(x, shift, 0)``.
+        weight: None for the reference sum ``x + roll(x, shift, 0)``; a float w in [0, 1] for
+            the convex mix ``w * x + (1 - w) * roll(x, shift, 0)`` (not differentiated).
         backend: "auto" (default, or SAL_EXT_BACKEND), "kernel" or "torch".
 
     Returns:
@@ -81,14 +98,7 @@ def segment_mixup(
     if weight is None:
         a, c = 1.0, 1.0
     else:
-        try:
-            if isinstance(weight, bool):
-                raise TypeError
-            weight = float(weight)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"{_OP}: `weight` must be a float or None, got {type(weight).__name__}") from None
-        if not math.isfinite(weight):
-            raise ValueError(f"{_OP}: `weight` must be finite, got {weight}")
+        weight = _check_weight(weight)
         a, c = weight, 1.0 - weight
     if not C.use_kernel(_OP, "segment_mixup", C.kernel_device(x.device), backend):
         return mixup_reference(x, shift, weight)

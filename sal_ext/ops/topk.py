@@ -254,7 +254,7 @@ def topk_mil(
     ``score[b, :, c]`` (ties: the lower time index wins, on every backend).
 
     Args:
-        score: [B, T, C] float32/float64, contiguous: selects the time steps. No NaN
+        score: [B, T, C] float32/float64, any strides: selects the time steps. No NaN
             (ValueError, checked before the kernel). Not differentiated through.
         value: [B, T, C] (default: score), same dtype/device: averaged at the selected steps.
             Differentiable (grad = upstream / k_b scattered to the selected steps).
