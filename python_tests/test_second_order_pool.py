@@ -1,3 +1,4 @@
+import importlib
 import itertools
 
 import pytest
@@ -290,6 +291,28 @@ def test_overflowing_x_raises(device, backend, dtype, big):
     ok = x / big
     torch.testing.assert_close(second_order_pool(ok, backend=backend),
                                second_order_pool(ok, backend="torch"), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_non_finite_from_a_kernel_reads_as_a_kernel_bug(monkeypatch, center):
+    # a kernel that computes a NaN (e.g. a deleted barrier reading poisoned shared memory) from
+    # an x whose Gram matrix cannot overflow is the backend's fault, not "x is too large"
+    sop = importlib.import_module("sal_ext.ops.second_order_pool")
+    real = sop._kernel_forward
+
+    def broken(*args):
+        y, norm = real(*args)
+        norm[1] = float("nan")
+        return y, norm
+
+    monkeypatch.setattr(sop, "_kernel_forward", broken)
+    x = torch.randn(2, 4, 8, dtype=torch.float64) * 1e100  # large, but its Gram fits float64
+    with pytest.raises(RuntimeError, match=r"^second_order_pool: the cpu backend produced a non-finite "
+                                           r"value \(the row norm of video 1\) .*: a kernel bug"):
+        second_order_pool(x, torch.tensor([8, 5]), center=center, backend="kernel")
+    x[1] *= 1e60  # now it can overflow: the user's input is blamed, as before
+    with pytest.raises(ValueError, match=r"`x` is too large for float64: .* video 1 overflows"):
+        second_order_pool(x, center=center, backend="kernel")
 
 
 @pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))

@@ -2,16 +2,22 @@
 //
 // Included by cuda_common.h instead of <cuda_runtime.h>, so the unchanged kernel bodies of
 // csrc/ops/cuda/*.cu compile as host C++ and run with CUDA semantics:
-//  - the blocks of a launch run one after another in a seeded random order (a kernel must not
-//    depend on block order); the threads of a block are real OS threads (a reused team), run
-//    concurrently, never in lockstep, so interleavings are real and ThreadSanitizer sees them;
+//  - a block's threads are user-space fibers on one OS thread (a worker): a thread runs until
+//    it reaches a barrier or a warp collective, then a seeded random choice among the block's
+//    runnable threads runs next, so a waiting thread costs nothing and is never runnable;
+//  - several blocks run at once, one per worker (SAL_EXT_EMU_WORKERS, default 2 to 4; 1 under
+//    ASan), in a seeded order, so blocks race on global memory as on a GPU; under
+//    ThreadSanitizer every thread of every block is a TSan fiber, synchronised only by the
+//    barriers, collectives and atomics of the kernel (and a block before the next one of its
+//    worker), so a race inside a block or between blocks of different workers is reported;
 //  - __syncthreads is a barrier of the whole block; the warp collectives (__shfl*_sync,
 //    __ballot_sync, __any_sync, __all_sync, __syncwarp) are rendezvous of the lanes named by
 //    their mask, exchanging values;
-//  - static __shared__ variables are function-static storage (one block runs at a time, so a
-//    function-static IS the block's shared memory); they and the dynamic shared memory
-//    (SAL_EXTERN_SHARED, sized by the launch) are filled with 0xFF bytes (NaN, -1) at every
-//    block start, so a read before a write shows;
+//  - static __shared__ variables are function-static thread_local storage: the worker's copy
+//    is the shared memory of the block it runs (function-static under ASan, one worker, so
+//    ASan's redzones guard them); they and the dynamic shared memory (SAL_EXTERN_SHARED, sized
+//    by the launch) are filled with 0xFF bytes (NaN, -1) at every block start, so a read
+//    before a write shows;
 //  - atomics are host atomics (__atomic builtins, visible to ThreadSanitizer);
 //  - the rules a GPU does not check fail loudly, naming the kernel: a __syncthreads not
 //    reached by every thread of the block (or reached at different places), a warp collective
@@ -39,9 +45,15 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-// one block runs at a time: a function-static variable is the block's shared memory
-// (found and poisoned at block start through the symbol table, see cuda_emu.cpp)
+// A block runs on one worker thread: a function-static thread_local variable is the shared
+// memory of the block that worker runs (found and poisoned at block start through the symbol
+// table, see cuda_emu.cpp). Under ASan one worker runs every block and plain statics keep
+// ASan's redzones (it has none for thread_local data).
+#if defined(__SANITIZE_ADDRESS__)
 #define __shared__ static
+#else
+#define __shared__ static thread_local
+#endif
 // __restrict__ is a GCC / Clang keyword already.
 
 // ---- vector types --------------------------------------------------------------------------
@@ -69,7 +81,7 @@ inline float2 make_float2(float x, float y) { return float2{x, y}; }
 inline double2 make_double2(double x, double y) { return double2{x, y}; }
 inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 
-// Built-in variables: per OS thread (the runtime sets them for every block).
+// Built-in variables: per OS thread (the runtime sets them at every switch to a thread).
 extern thread_local uint3 threadIdx;
 extern thread_local uint3 blockIdx;
 extern thread_local dim3 blockDim;
@@ -113,9 +125,9 @@ namespace sal_emu {
 enum class Coll : int { kShfl, kShflUp, kShflDown, kShflXor, kBallot, kAny, kAll, kSyncwarp };
 
 void syncthreads(const char* file, int line);
-// One warp rendezvous: this lane contributes `value`; returns the 32 lanes' values (only the
-// mask's lanes are meaningful) valid until this lane's next collective.
-const uint64_t* warp_collective(Coll op, unsigned mask, uint64_t value, const char* file, int line);
+// One warp rendezvous: this lane contributes `value`; returns lane `src`'s value (shuffles; an
+// error if `src` is outside the mask) or the mask's lanes whose value is non-zero (the others).
+uint64_t warp_collective(Coll op, unsigned mask, uint64_t value, int src, const char* file, int line);
 [[noreturn]] void kernel_error(const std::string& what);
 unsigned char* dynamic_shared();
 // Bytes (and count) of the static __shared__ variables found in the kernel translation units.
@@ -145,20 +157,12 @@ inline T from_bits(uint64_t u) {
   return v;
 }
 
-inline const char* file_base(const char* f) {
-  const char* b = f;
-  for (const char* p = f; *p; ++p)
-    if (*p == '/') b = p + 1;
-  return b;
-}
-
 inline unsigned lane_id() { return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 31u; }
 
 template <typename T>
 T shfl(Coll op, const char* file, int line, unsigned mask, T var, int arg, int width) {
   if (width <= 0 || width > 32 || (width & (width - 1)) != 0)
     kernel_error(std::string("warp shuffle width ") + std::to_string(width) + " is not a power of 2 in 1..32");
-  const uint64_t* v = warp_collective(op, mask, to_bits(var), file, line);
   const int lane = static_cast<int>(lane_id());
   const int seg = lane & ~(width - 1);
   int src = lane;
@@ -171,19 +175,11 @@ T shfl(Coll op, const char* file, int line, unsigned mask, T var, int arg, int w
       src = (s & ~(width - 1)) == seg ? s : lane;
     }
   }
-  if (!((mask >> src) & 1u))
-    kernel_error(std::string("warp shuffle at ") + file_base(file) + ":" + std::to_string(line) + ": lane " +
-                 std::to_string(lane) + " reads lane " + std::to_string(src) +
-                 ", which is not in the mask (undefined value on a GPU)");
-  return from_bits<T>(v[src]);
+  return from_bits<T>(warp_collective(op, mask, to_bits(var), src, file, line));
 }
 
 inline unsigned ballot(Coll op, const char* file, int line, unsigned mask, int pred) {
-  const uint64_t* v = warp_collective(op, mask, pred ? 1u : 0u, file, line);
-  unsigned bits = 0;
-  for (int l = 0; l < 32; ++l)
-    if (((mask >> l) & 1u) && v[l]) bits |= 1u << l;
-  return bits;
+  return static_cast<unsigned>(warp_collective(op, mask, pred ? 1u : 0u, -1, file, line));
 }
 
 // ---- kernel launch ---------------------------------------------------------------------------
@@ -252,7 +248,7 @@ T shfl(Coll op, const char* file, int line, unsigned mask, T var, int arg) {
   return shfl<T>(op, file, line, mask, var, arg, 32);
 }
 inline void syncwarp_(const char* file, int line, unsigned mask = 0xffffffffu) {
-  warp_collective(Coll::kSyncwarp, mask, 0, file, line);
+  warp_collective(Coll::kSyncwarp, mask, 0, -1, file, line);
 }
 }  // namespace sal_emu
 
@@ -261,27 +257,14 @@ inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // ---- atomics (relaxed, as CUDA's) -------------------------------------------------------------
-template <typename T>
-inline T sal_emu_atomic_cas_op(T* p, T v, int op) {
-  T old = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (true) {
-    T want = op == 0 ? old + v : (op == 1 ? (v > old ? v : old) : (v < old ? v : old));
-    if (__atomic_compare_exchange(p, &old, &want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return old;
-  }
-}
-inline float sal_emu_atomic_add_fp(float* p, float v) {
-  float old;
+// The read-modify-writes without a host instruction (float / double add, max, min): a
+// compare-and-swap loop applying `f(old, v)`.
+template <typename T, typename F>
+inline T sal_emu_atomic_update(T* p, T v, F f) {
+  T old;
   __atomic_load(p, &old, __ATOMIC_RELAXED);
   while (true) {
-    float want = old + v;
-    if (__atomic_compare_exchange(p, &old, &want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return old;
-  }
-}
-inline double sal_emu_atomic_add_fp(double* p, double v) {
-  double old;
-  __atomic_load(p, &old, __ATOMIC_RELAXED);
-  while (true) {
-    double want = old + v;
+    T want = f(old, v);
     if (__atomic_compare_exchange(p, &old, &want, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return old;
   }
 }
@@ -292,8 +275,12 @@ inline double sal_emu_atomic_add_fp(double* p, double v) {
   inline T atomicAnd(T* p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); }             \
   inline T atomicXor(T* p, T v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }             \
   inline T atomicExch(T* p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }           \
-  inline T atomicMax(T* p, T v) { return sal_emu_atomic_cas_op<T>(p, v, 1); }                       \
-  inline T atomicMin(T* p, T v) { return sal_emu_atomic_cas_op<T>(p, v, 2); }                       \
+  inline T atomicMax(T* p, T v) {                                                                  \
+    return sal_emu_atomic_update(p, v, [](T o, T x) { return x > o ? x : o; });                   \
+  }                                                                                                 \
+  inline T atomicMin(T* p, T v) {                                                                  \
+    return sal_emu_atomic_update(p, v, [](T o, T x) { return x < o ? x : o; });                   \
+  }                                                                                                 \
   inline T atomicCAS(T* p, T expected, T desired) {                                                 \
     __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED); \
     return expected;                                                                                \
@@ -303,8 +290,10 @@ SAL_EMU_INT_ATOMICS(unsigned int)
 SAL_EMU_INT_ATOMICS(unsigned long long)
 SAL_EMU_INT_ATOMICS(long long)
 #undef SAL_EMU_INT_ATOMICS
-inline float atomicAdd(float* p, float v) { return sal_emu_atomic_add_fp(p, v); }
-inline double atomicAdd(double* p, double v) { return sal_emu_atomic_add_fp(p, v); }
+inline float atomicAdd(float* p, float v) { return sal_emu_atomic_update(p, v, [](float o, float x) { return o + x; }); }
+inline double atomicAdd(double* p, double v) {
+  return sal_emu_atomic_update(p, v, [](double o, double x) { return o + x; });
+}
 inline float atomicExch(float* p, float v) {
   float old;
   __atomic_exchange(p, &v, &old, __ATOMIC_RELAXED);

@@ -60,14 +60,14 @@ __global__ void bench_kernel(double* out, int syncs, int shuffles) {
   double v = threadIdx.x;
   for (int i = 0; i < syncs; ++i) __syncthreads();
   for (int i = 0; i < shuffles; ++i) v += __shfl_xor_sync(0xffffffffu, v, 1);
-  out[blockIdx.x * kN + threadIdx.x] = v;
+  out[blockIdx.x * blockDim.x + threadIdx.x] = v;
 }
 
 // Threads 0..31 return early, the others reach a barrier.
 __global__ void missing_barrier_kernel(double* out) {
   if (threadIdx.x < 32) return;
   __syncthreads();
-  out[threadIdx.x] = 1.0;
+  out[blockIdx.x * kN + threadIdx.x] = 1.0;
 }
 
 // Two halves of the block wait at different barriers.
@@ -77,7 +77,7 @@ __global__ void divergent_barrier_kernel(double* out) {
   } else {
     __syncthreads();
   }
-  out[threadIdx.x] = 1.0;
+  out[blockIdx.x * kN + threadIdx.x] = 1.0;
 }
 
 // A full-mask shuffle called by half of each warp.
@@ -85,7 +85,7 @@ __global__ void partial_warp_kernel(double* out) {
   double v = threadIdx.x;
   if ((threadIdx.x & 31) < 16) v += __shfl_down_sync(0xffffffffu, v, 8);
   __syncthreads();
-  out[threadIdx.x] = v;
+  out[blockIdx.x * kN + threadIdx.x] = v;
 }
 
 // Lanes of one warp pass different masks to one shuffle.
@@ -107,7 +107,33 @@ __global__ void dynamic_overflow_kernel(double* out) {
   dyn[threadIdx.x] = threadIdx.x;
   __syncthreads();
   if (threadIdx.x == 0) dyn[kN] = 1.0;
-  out[threadIdx.x] = dyn[threadIdx.x];
+  out[blockIdx.x * kN + threadIdx.x] = dyn[threadIdx.x];  // (each block its own: no race between blocks)
+}
+
+// Blocks wait (a bounded spin) until `n` blocks have started: they pass only if the emulator
+// runs blocks at the same time; each records how many had started.
+__global__ void overlap_kernel(double* out, int* started, int n) {
+  if (threadIdx.x != 0) return;
+  atomicAdd(started, 1);
+  for (long spins = 0; atomicAdd(started, 0) < n && spins < 200000000L; ++spins) {
+  }
+  out[blockIdx.x] = atomicAdd(started, 0);
+}
+
+// The planted second_order_pool mutant's shape: every block's first thread adds to one global
+// value without an atomic, a race between blocks (ThreadSanitizer must report it).
+__global__ void cross_block_race_kernel(double* out) {
+  if (threadIdx.x == 0) out[0] += 1.0;
+}
+
+// Every thread of a block adds to one shared value without an atomic: a race inside a block.
+__global__ void block_race_kernel(double* out) {
+  __shared__ double s_sum;
+  if (threadIdx.x == 0) s_sum = 0.0;
+  __syncthreads();
+  s_sum += 1.0;
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = s_sum;
 }
 
 __global__ void empty_kernel(double* out) {
@@ -133,9 +159,18 @@ std::vector<double> emu_selftest(const std::string& name) {
   } else if (name.rfind("bench", 0) == 0) {  // bench_<blocks>_<threads>_<syncs>_<shuffles>
     int nb = 1, nt = 32, sy = 0, sh = 0;
     std::sscanf(name.c_str(), "bench_%d_%d_%d_%d", &nb, &nt, &sy, &sh);
-    out.assign(static_cast<size_t>(nb) * kN, 0.0);
+    out.assign(static_cast<size_t>(nb) * nt, 0.0);
     o = out.data();
     SAL_LAUNCH(nb, nt, 0, st, bench_kernel)(o, sy, sh);
+  } else if (name == "overlap") {
+    SAL_LAUNCH(2, kN, 0, st, overlap_kernel)(o, &counter, 2);
+    out.resize(2);
+  } else if (name == "cross_block_race") {
+    SAL_LAUNCH(8, 32, 0, st, cross_block_race_kernel)(o);
+    out.resize(1);
+  } else if (name == "block_race") {
+    SAL_LAUNCH(2, kN, 0, st, block_race_kernel)(o);
+    out.resize(2);
   } else if (name == "missing_barrier") {
     SAL_LAUNCH(2, kN, 0, st, missing_barrier_kernel)(o);
   } else if (name == "divergent_barrier") {

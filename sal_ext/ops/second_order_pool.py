@@ -13,7 +13,8 @@ Non-finite values, one rule on every backend (the kernels' own NaN/Inf behaviour
 reaches the user): NaN or Inf anywhere in ``x`` (padding past ``lengths`` included) raises
 ValueError naming ``x`` before any work (one sum over x, about 1% of the op); a finite ``x``
 so large that the result overflows (a row norm of the signed-sqrt Gram matrix is not finite)
-raises ValueError too. Under torch.compile the kernel path checks at run time inside the custom
+raises ValueError too; a non-finite row norm from an x too small to overflow is a backend's
+fault and raises RuntimeError naming the backend (a kernel bug, not the user's input). Under torch.compile the kernel path checks at run time inside the custom
 op; the torch path's checks are skipped while tracing (they need the values).
 
 Gradient at g == 0: defined as 0 on every backend, also with ``eps=0`` (where the formula's
@@ -68,7 +69,7 @@ def _sop_forward(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     C.check_finite(x, "x", _OP)  # here, not in the front: runs at run time under torch.compile
     y, norm = _kernel_forward(x, lengths, scale_mode, center, eps, normalize)
-    _check_norm(norm, x.dtype)
+    _check_norm(norm, x, lengths, center, eps, C.kernel_device(x.device))
     return y, norm
 
 
@@ -128,12 +129,32 @@ def _sop_grad(ctx, grad_y, grad_norm):
 _sop_forward.register_autograd(_sop_grad, setup_context=_sop_setup)
 
 
-def _check_norm(norm: torch.Tensor, dtype) -> None:
-    """x was finite: a non-finite row norm means the Gram matrix (or its norm) overflowed."""
-    if not bool(torch.isfinite(norm).all()):
-        b = int(torch.nonzero(~torch.isfinite(norm))[0, 0])
-        raise ValueError(f"{_OP}: `x` is too large for {str(dtype).replace('torch.', '')}: the "
-                         f"pooled Gram matrix of video {b} overflows (scale x down)")
+def _check_norm(norm: torch.Tensor, x: torch.Tensor, lengths: Optional[torch.Tensor], center: bool,
+                eps: float, backend: str) -> None:
+    """x was finite: a non-finite row norm means the Gram matrix (or its norm) overflowed, or,
+    where it cannot have (_gram_cannot_overflow), that the backend computed it wrongly."""
+    if bool(torch.isfinite(norm).all()):
+        return
+    b = int(torch.nonzero(~torch.isfinite(norm))[0, 0])
+    dtype = str(x.dtype).replace("torch.", "")
+    if _gram_cannot_overflow(x[b], None if lengths is None else int(lengths[b]), center, eps):
+        raise RuntimeError(f"{_OP}: the {backend} backend produced a non-finite value (the row norm of "
+                           f"video {b}) from a finite `x` whose pooled Gram matrix cannot overflow "
+                           f"{dtype}: a kernel bug, not an input problem")
+    raise ValueError(f"{_OP}: `x` is too large for {dtype}: the pooled Gram matrix of video {b} "
+                     f"overflows (scale x down)")
+
+
+def _gram_cannot_overflow(xb: torch.Tensor, length: Optional[int], center: bool, eps: float) -> bool:
+    """A bound on every intermediate of video xb [D, T]: with m = max|x| (2 max|x| centred),
+    a Gram sum is at most T m^2 before its scale 1/T or 1/T^2, and a squared row norm of the
+    signed square roots at most D (m^2 + eps); both far below the dtype's largest value."""
+    D, T = xb.shape
+    if length is not None:
+        xb, T = xb[:, :length], length
+    m = float(xb.abs().max()) * (2.0 if center else 1.0)
+    bound = m * m * max(T, D) + D * eps  # float64 here: inf if m^2 overflows
+    return math.isfinite(bound) and bound < torch.finfo(xb.dtype).max / 16
 
 
 # ---- public front ----------------------------------------------------------------------
@@ -188,7 +209,7 @@ def second_order_pool(
             C.check_finite(x, "x", _OP)
         y, norm = _reference(x, lengths, scale, center, eps, normalize)
         if checked:
-            _check_norm(norm.detach(), x.dtype)
+            _check_norm(norm.detach(), x, lengths, center, eps, "torch")
         return y
     y, _ = _sop_forward(x, lengths, SCALES.index(scale), center, eps, normalize)
     return y
