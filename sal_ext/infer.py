@@ -240,6 +240,11 @@ def check_flags(args: argparse.Namespace) -> None:
         path = getattr(args, flag)
         if path is not None:
             _check_file(path, f"--{flag}")
+    check_one_video_outputs(args)
+
+
+def check_one_video_outputs(args: argparse.Namespace) -> None:
+    """--out / --plot / --gt of one video: writable, a plot format, --gt only with --plot."""
     if args.gt and not args.plot:
         raise _user_error("--gt is drawn by --plot: give --plot FILE too")
     if args.out:
@@ -276,17 +281,7 @@ def check_video_flags(args: argparse.Namespace) -> None:
                 raise _user_error(f"--{flag1.replace('_', '-')} is for one video (--video), not --videos")
         check_writable(args.out or "results.json", "--out")
         return
-    if args.gt and not args.plot:
-        raise _user_error("--gt is drawn by --plot: give --plot FILE too")
-    if args.out:
-        check_writable(args.out, "--out")
-    if args.plot:
-        check_writable(args.plot, "--plot")
-        from .plot import PlotError, check_plot_file
-        try:
-            check_plot_file(args.plot)
-        except PlotError as exc:
-            raise _user_error(exc) from None
+    check_one_video_outputs(args)
 
 
 def video_features(args: argparse.Namespace, specs: List[str], device) -> tuple:

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import stat
-import tempfile
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from .atomic_file import atomic_write
 from .inference_config import THUMOS_ACT_THRESHOLDS, InferenceConfig  # noqa: F401  (re-exported)
 from .ops import nms_1d
 from .ops._common import check_finite
@@ -222,34 +220,7 @@ def save_results(results: dict, path: str) -> None:
     """
     if "pred_multi_hot" in results and "results" in results:
         results = results["results"]
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = _open_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=folder)
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(results, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _open_mode(path: str) -> int:
-    """The permission bits open(path, "w") leaves on path: an existing file keeps its own,
-    a new one gets 0o666 less the process umask."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        mask = os.umask(0)  # the only portable way to read the umask: set it and put it back
-        os.umask(mask)
-        return 0o666 & ~mask
+    atomic_write(path, json.dumps(results).encode())
 
 
 __all__ = ["InferenceConfig", "postprocess", "save_results", "video_scores", "predict_classes",

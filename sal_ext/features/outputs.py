@@ -17,38 +17,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..atomic_file import atomic_write  # noqa: F401  (re-export: one place for atomic writes)
+
 FEATURES_JSON = "features.json"
-
-
-def _umask() -> int:
-    old = os.umask(0)
-    os.umask(old)
-    return old
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes `data` to `path` atomically (module doc)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
