@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from sal_ext.features import chunks, decode, flow, outputs
+from sal_ext.features import chunks, decode, flow
 from sal_ext.features.__main__ import main as features_main
 from sal_ext.features.i3d import I3D, load_i3d, same_padding
 
