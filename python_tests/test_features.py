@@ -144,8 +144,19 @@ def test_weight_file_errors_are_one_line(weights, tmp_path):
     assert "flow weights" in str(e.value) and "\n" not in str(e.value)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read it"):
+    with pytest.raises(ValueError, match="not a PyTorch weight file.*a text file starting with 'not a"):
         load_i3d(str(bad), "flow")
+    objects = tmp_path / "objects.pt"
+    torch.save({"net": object}, objects)  # not loadable with weights_only=True
+    with pytest.raises(ValueError, match="holds Python objects besides tensors"):
+        load_i3d(str(objects), "flow")
+    other = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, other)
+    with pytest.raises(ValueError) as e:
+        load_i3d(str(other), "flow")
+    msg = str(e.value)
+    assert "missing parameter(s), e.g. Conv3d_1a_7x7.conv3d.weight" in msg, msg
+    assert "1 unexpected, e.g. fc.weight" in msg and "\n" not in msg, msg
 
 
 # ---------------------------------------------------------------------------------------------

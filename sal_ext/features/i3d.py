@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..file_kinds import describe, sniff
 
 MODALITY_CHANNELS = {"rgb": 3, "flow": 2}
 FEATURE_DIM = 1024
@@ -146,6 +149,24 @@ class I3D(nn.Module):
         return x.flatten(1)
 
 
+def _state_dict_mismatch(expected: dict, got: dict) -> str:
+    """One line saying how `got` differs from `expected`: missing and unexpected names, then
+    the first shape that differs (load_state_dict's own message spans many lines)."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing parameter(s), e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    for k, v in expected.items():
+        w = got.get(k)
+        if torch.is_tensor(w) and tuple(w.shape) != tuple(v.shape):
+            parts.append(f"{k} has shape {tuple(w.shape)}, expected {tuple(v.shape)}")
+            break
+    return "; ".join(parts) or "the state dict does not load"
+
+
 def load_i3d(path: str, modality: str) -> I3D:
     """I3D(modality) in eval mode with the state dict in `path` (pytorch-i3d's weight files);
     ValueError with one line when the file is missing, unreadable, or for another network
@@ -154,8 +175,16 @@ def load_i3d(path: str, modality: str) -> I3D:
     if not os.path.isfile(path):
         raise ValueError(f"{flag} {path}: no such file")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before it fails
+            warnings.simplefilter("ignore")
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling, zip, EOF, ...
+        if getattr(exc, "errno", None) is None and sniff(path) not in ("zip", "pickle"):
+            raise ValueError(f"{flag} {path}: not a PyTorch weight file (torch.save's format): it is "
+                             f"{describe(path)}") from None
+        if "Unsupported" in str(exc) or "weights_only" in str(exc):
+            raise ValueError(f"{flag} {path}: holds Python objects besides tensors, not a plain state "
+                             f"dict such as pytorch-i3d's rgb_imagenet.pt / flow_imagenet.pt") from None
         raise ValueError(f"{flag} {path}: cannot read it as a torch state dict: "
                          f"{' '.join(str(exc).split())[:200]}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
@@ -173,6 +202,6 @@ def load_i3d(path: str, modality: str) -> I3D:
         if torch.is_tensor(stem) and stem.dim() == 5 and stem.shape[1] != net.in_channels:
             other = {3: "rgb", 2: "flow"}.get(int(stem.shape[1]), f"{stem.shape[1]}-channel")
             hint = f" (it holds {other} weights, this is the {modality} stream)"
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-        raise ValueError(f"{flag} {path}: not pytorch-i3d's InceptionI3d{hint}: {first[:200]}") from None
+        raise ValueError(f"{flag} {path}: not pytorch-i3d's InceptionI3d{hint}: "
+                         f"{_state_dict_mismatch(net.state_dict(), sd)}") from None
     return net.eval()
