@@ -384,13 +384,32 @@ def test_infer_video_flags_refused_in_one_line(weights, clips, tmp_path):
                        (["--video", str(tmp_path / "none.mp4")] + w, "no such file"),
                        (["--videos", str(tmp_path / "none")] + w, "no such folder"),
                        (["--videos", clips["dir"], "--plot", "p.png"] + w, "--plot is for one video"),
-                       (["--features", video] + w, "--rgb-weights/--flow-weights make features from --video"),
-                       (["--video", os.path.join(clips["bad"], "garbage.mp4"), "--no-progress"] + w,
-                        "garbage.mp4: cannot open it as a video")):
+                       (["--features", video] + w, "--rgb-weights/--flow-weights make features from --video")):
         with pytest.raises(SystemExit) as e:
             infer.main(["--checkpoint", str(ck)] + argv)
         msg = e.value.code
         assert isinstance(msg, str) and "\n" not in msg and frag in msg, msg
+
+
+def test_infer_video_checks_the_checkpoint_before_extracting(weights, clips, tmp_path, monkeypatch):
+    from sal_ext import infer
+
+    def no_extraction(*a, **k):
+        raise AssertionError("features extracted before the checkpoint was checked")
+    monkeypatch.setattr(infer, "video_features", no_extraction)
+    ck = tmp_path / "ck.pt"
+    ck.write_bytes(b"never loaded")
+    w = ["--rgb-weights", weights["rgb"], "--flow-weights", weights["flow"], "--no-progress"]
+    for src in (["--video", os.path.join(clips["dir"], "c25.mp4")], ["--videos", clips["dir"]]):
+        with pytest.raises(SystemExit) as e:
+            infer.main(["--checkpoint", str(ck)] + src + w)
+        assert "not a PyTorch checkpoint" in str(e.value.code), e.value.code
+    # a model trained on other features (64 columns) is refused before minutes of extraction
+    monkeypatch.setattr(infer, "load_checkpoint", lambda *a, **k: (None, {"feature_dim": 64}))
+    for src in (["--video", os.path.join(clips["dir"], "c25.mp4")], ["--videos", clips["dir"]]):
+        with pytest.raises(SystemExit) as e:
+            infer.main(["--checkpoint", str(ck)] + src + w)
+        assert "the model expects 64 feature columns, the I3D extractor makes 2048" in str(e.value.code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,3 +464,8 @@ def test_round_trip_to_detections(extracted, clips, weights, tmp_path):
                            "--flow-weights", weights["flow"], *SMALL, "--out", str(res_dir)]) == 0
     both = json.loads(res_dir.read_text())["results"]
     assert sorted(both) == ["c25", "odd"] and both["c25"] == got["c25"]
+    # an undecodable video: one line naming it
+    with pytest.raises(SystemExit) as e:
+        infer.main(["--checkpoint", ckpt, "--video", os.path.join(clips["bad"], "garbage.mp4"), "--no-progress",
+                    "--rgb-weights", weights["rgb"], "--flow-weights", weights["flow"]])
+    assert "garbage.mp4: cannot open it as a video" in str(e.value.code) and "\n" not in str(e.value.code)

@@ -163,6 +163,16 @@ def check_feature_width(feats: np.ndarray, cfg: Dict[str, Any], flag: str) -> No
                       f"(RGB + flow){hint}")
 
 
+def check_video_model(cfg: Dict[str, Any], flag: str) -> None:
+    """Before extracting: the two I3D streams give 2 x 1024 columns; a model trained on
+    other features is refused at once, not after minutes of extraction."""
+    from .features.i3d import FEATURE_DIM
+    if cfg["feature_dim"] != 2 * FEATURE_DIM:
+        raise _user_error(f"{flag}: the model expects {cfg['feature_dim']} feature columns, the I3D "
+                          f"extractor makes {2 * FEATURE_DIM} (RGB {FEATURE_DIM} + flow {FEATURE_DIM}); "
+                          f"use a checkpoint trained on I3D features")
+
+
 def uniform_rows(T: int, n: int) -> np.ndarray:
     """floor(i * T / n), i = 0..n-1 (the test-time sampling)."""
     return (np.arange(n, dtype=np.int64) * T) // n
@@ -311,8 +321,9 @@ def run_videos(args: argparse.Namespace, device) -> int:
     """--videos DIR: every video's detections into one results JSON (--out, default
     results.json); exit status 1 when a video failed (the others are written)."""
     from .inference import save_results
+    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)  # before any extraction
+    check_video_model(cfg, "--videos")
     feats, errors = video_features(args, [args.videos], device)
-    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
     merged: Dict[str, Any] = {}
     results = None
     for vid in sorted(feats):
@@ -449,14 +460,15 @@ def _main(argv=None) -> int:
 
     vid = video_name(args)
     gt = ground_truth_of(args.gt, vid) if args.gt else None
+    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)  # before any extraction
     if args.video:
+        check_video_model(cfg, "--video")
         made, errors = video_features(args, [args.video], device)
         if errors:
             raise _user_error(next(iter(errors.values())))
         feats = made[vid]
     else:
         feats = read_features(args.features, args.rgb, args.flow)
-    model, cfg = load_checkpoint(args.checkpoint, args.preset, args.set, device)
     check_feature_width(feats, cfg, "--video" if args.video else "--features" if args.features else "--rgb/--flow")
     try:
         dets, out, post = localize(model, cfg, feats, video_id=vid, device=device)

@@ -37,7 +37,10 @@ class VideoError(Exception):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """The error in one line: FFmpeg's own words, without the errno and file name that
+    PyAV adds (the message names the file already)."""
+    text = getattr(exc, "strerror", None) if isinstance(exc, av.FFmpegError) else None
+    text = " ".join(str(text or exc).split())
     return text[:200] or type(exc).__name__
 
 
