@@ -155,8 +155,8 @@ def check_feature_width(feats: np.ndarray, cfg: Dict[str, Any], flag: str) -> No
         return
     hint = ""
     if flag == "--features" and feats.shape[1] * 2 == D:
-        hint = (f"; this looks like one stream: give the RGB and flow files with --rgb R.npy "
-                f"--flow F.npy")
+        hint = ("; this looks like one stream: give the RGB and flow files with --rgb R.npy "
+                "--flow F.npy")
     elif flag == "--rgb/--flow":
         hint = f" ({feats.shape[1] // 2} + {feats.shape[1] - feats.shape[1] // 2})"
     raise _user_error(f"{flag}: the features have {feats.shape[1]} columns, the model expects {D} "
