@@ -132,7 +132,10 @@ def test_bad_sweep_arguments(data, sequential, tmp_path):
     _user_error(args + ["--seeds", "2", "--val-fraction", "1.5"], "--val-fraction")
     assert not os.path.exists(out)
     # a finished sweep: not written into again, resumed only with its own preset and arguments
-    _user_error(_args(data) + ["--seeds", "2", "--out", sequential], "already there", "--resume")
+    _user_error(_args(data) + ["--seeds", "2", "--out", sequential], "already holds a seed sweep", "--resume")
+    _user_error(_args(data) + ["--out", sequential], "already holds a seed sweep", "--resume")  # one run
+    run = os.path.join(sequential, "seed0")
+    _user_error(_args(data) + ["--seeds", "2", "--out", run], f"--out {run} already holds a run")
     _user_error(["--resume", sequential, "--preset", "thumos14"], "--preset synthetic", "not thumos14")
     _user_error(["--resume", sequential, "--max-steps", "9"], "only --seeds and --jobs")
     _user_error(["--resume", sequential, "--data-root", str(tmp_path)], "data root")

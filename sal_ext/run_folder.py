@@ -4,7 +4,7 @@ A run folder holds ``config.json``, ``train_log.jsonl``, ``eval_log.jsonl``, ``l
 ``best.pt`` and ``results.json`` (sal_ext.train). The rule:
 
 - a new run writes into a folder that does not exist yet, or an empty one;
-- a folder that holds a run is written only by ``--resume`` of that run;
+- a folder that holds a run (or a seed sweep) is written only by ``--resume`` of it;
 - a non-empty folder that holds no run is not written into either (it is somebody's files).
 
 Every refusal is a ``ValueError`` whose message names ``--out`` and says what to do instead.
@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, Optional
 
 RUN_FILES = ("config.json", "train_log.jsonl", "eval_log.jsonl", "last.pt", "best.pt", "results.json")
+SWEEP_PLAN = "sweep_plan.json"   # a seed sweep's folder (sal_ext.sweep) is written first with it
 
 
 def holds_run(folder: str) -> bool:
@@ -50,10 +51,11 @@ def check_out_folder(out: str, resume_folder: Optional[str] = None) -> None:
         return
     if resume_folder is not None and _same(out, resume_folder):
         return
-    if holds_run(out):
-        raise ValueError(
-            f"--out {out} already holds a run: continue it with `python -m sal_ext.train --resume {out}`, "
-            "or choose another --out (a run folder is written only by --resume of that run)")
+    for what, found in (("a seed sweep", os.path.isfile(os.path.join(out, SWEEP_PLAN))), ("a run", holds_run(out))):
+        if found:
+            raise ValueError(
+                f"--out {out} already holds {what}: continue it with `python -m sal_ext.train --resume {out}`, "
+                f"or choose another --out (such a folder is written only by --resume)")
     entries = sorted(os.listdir(out))
     if entries:
         raise ValueError(f"--out {out} is not empty ({len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, e.g. {entries[0]!r}) and holds "

@@ -35,8 +35,9 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import run_results, sweep_stats
+from .run_folder import SWEEP_PLAN, check_out_folder, default_out
 
-PLAN = "sweep_plan.json"
+PLAN = SWEEP_PLAN
 RESULT = "sweep.json"
 PROG = "python -m sal_ext.train"
 
@@ -330,13 +331,13 @@ def main(args, argv: Sequence[str]) -> int:
         check_settings(args)
         import torch
         plan = new_plan(args, argv, seeds, threads_per_run(torch.get_num_threads(), jobs))
-        folder = args.out or os.path.join("runs", f"{args.preset}-sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder = args.out or default_out(f"{args.preset}-sweep")
     main_rank = int(os.environ.get("RANK", "0")) == 0   # torchrun: rank 0 checks and writes
     if main_rank and not args.resume:
-        if is_sweep(folder):
-            raise SweepError(f"--out {folder}: a sweep is already there; continue it with --resume {folder}")
-        if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
-            raise SweepError(f"--out {folder}: exists and is not an empty folder")
+        try:
+            check_out_folder(folder)       # the rule of single runs: never into a run, a sweep, or others' files
+        except ValueError as exc:
+            raise SweepError(str(exc)) from None
     if main_rank:
         os.makedirs(folder, exist_ok=True)
         _write_json(os.path.join(folder, PLAN), plan)
