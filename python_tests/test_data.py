@@ -430,6 +430,11 @@ def test_cli(tiny, broken, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {missing}: No such file or directory"
     assert cli_main(["synth", "--out", os.path.join(tiny, "gt.json", "x"), "--num-train", "1", "--num-test", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+    # a --data-root that is not there (or a file): one line naming it, not every file "missing"
+    for root, what in ((str(tmp_path / "nosuch"), "no such folder"), (os.path.join(tiny, "gt.json"), "is not a folder")):
+        assert cli_main(["check", "--dataset", "thumos14", "--data-root", root]) == 2
+        said = capsys.readouterr()
+        assert said.err.strip() == f"error: --data-root {root}: {what}" and said.out == "", said
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import layouts
@@ -28,6 +29,10 @@ def _read_class_file(path):
 
 
 def cmd_check(args) -> int:
+    if not os.path.isdir(args.data_root):   # one line, not every file of the layout "missing"
+        what = "is not a folder" if os.path.exists(args.data_root) else "no such folder"
+        print(f"error: --data-root {args.data_root}: {what}", file=sys.stderr)
+        return 2
     kw = {"name": args.name} if args.name else {}
     try:
         class_names = _read_class_file(args.class_names) if args.class_names else None
