@@ -155,6 +155,7 @@ def test_data_naming_values_checked_before_the_first_step(tiny_root, tmp_path, c
                                              "--set", "eval.subset=nosuch"] + TINY))
     assert "eval.subset='nosuch'" in msg and "'test'" in msg
     assert not out.exists()                               # no step, no run folder
+    assert "run folder:" not in capsys.readouterr().out   # nor a line naming one
     msg = _error(capsys, lambda: train.main(["--data-root", tiny_root, "--out", str(out), "--max-steps", "1",
                                              "--set", "eval.ambiguous_file=/no/such.txt"] + TINY))
     assert "eval.ambiguous_file" in msg

@@ -141,10 +141,10 @@ def run(args: argparse.Namespace) -> int:
             say(f"data: {cfg['data_root']}", flush=True)
         else:
             raise ValueError(f"preset {cfg['name']!r} needs --data-root")
-        say(f"run folder: {out}", flush=True)
         trainer = Trainer(cfg, out, device, backend=args.backend, num_workers=args.num_workers,
                           progress=not args.no_progress, val_fraction=val_fraction,
                           resume_folder=resume_folder)
+        say(f"run folder: {out}", flush=True)   # once it exists: the data and settings passed their checks
     except (ValueError, OSError) as exc:  # data problems, invalid settings
         raise _user_error(exc) from None
     if ckpt is not None:
