@@ -161,6 +161,7 @@ def make_figure(sources: Sequence[Dict[str, Any]]):
     """The matplotlib figure: 7 loss panels and the mAP panel (axes[-1]); every source is one
     labelled line per panel (a sweep: its mean, with a ±1 sd band)."""
     plt = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
     w = smoothing_window(sources)
     fig, axes = plt.subplots(2, 4, figsize=(20, 9), sharex=True)
     axes = axes.ravel()
@@ -206,9 +207,10 @@ def make_figure(sources: Sequence[Dict[str, Any]]):
     axes[-1].grid(alpha=0.3)
     for ax in axes[4:]:
         ax.set_xlabel("optimizer step")
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are whole (x is shared)
     handles, labels = axes[-1].get_legend_handles_labels()
-    axes[-1].legend(handles, labels, fontsize=8, loc="lower right")
-    axes[0].legend(fontsize=8, loc="upper right")
+    axes[-1].legend(handles, labels, fontsize=8, loc="best")     # where it hides the fewest points
+    axes[0].legend(fontsize=8, loc="best")
     names = ", ".join(s["label"] for s in sources)
     fig.suptitle(f"SAL training curves: {names}\n{describe(sources)}", fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
@@ -231,7 +233,7 @@ def _mark_selections(ax, src: Dict[str, Any], column: str, color) -> None:
         sd = x.std(axis=0, ddof=1) if len(x) > 1 else np.zeros(2)
         ax.errorbar([x[:, 0].mean()], [x[:, 1].mean()], xerr=[sd[0]], yerr=[sd[1]], marker=marker,
                     ms=10, color=color, markeredgecolor="black", ls="none", capsize=3,
-                    label=f"{src['label']}: {name}, {x[:, 1].mean():.1f} ± {sd[1]:.1f}")
+                    label=f"{src['label']}: {name}, {x[:, 1].mean():.2f} ± {sd[1]:.2f}")
 
 
 # ---- markdown ------------------------------------------------------------------------------------
